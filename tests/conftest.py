@@ -1,0 +1,7 @@
+"""Shared pytest set-up: the repository root is importable and scripts are run from it."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))

@@ -1,0 +1,315 @@
+"""Small helpers shared by every entry script.
+
+Meters and accuracy, the learning-rate schedules of the paper, seeding and device
+choice, run-folder naming, atomic file writes, checkpoint loading/discovery,
+JSON-lines result files, per-checkpoint sharding and the TensorBoard writer.
+Nothing here parses command lines or knows about a particular algorithm.
+"""
+import csv
+import io
+import json
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+# --------------------------------------------------------------------------- errors
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit code 2, no traceback."""
+
+
+def run_main(main):
+    """Call `main()`; turn a UserError into one clear line and a non-zero exit."""
+    try:
+        return main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def positive(kind=int):
+    """argparse type: a strictly positive number ('1e+4' accepted for ints)."""
+    def parse(text):
+        try:
+            value = float(text) if kind is float else int(float(text))
+        except ValueError:
+            raise ValueError(f"not a number: {text}") from None
+        if value <= 0:
+            raise ValueError(f"must be positive, got {text}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+# --------------------------------------------------------------------------- meters
+
+class AverageMeter:
+    """Running average of a scalar, weighted by batch size."""
+
+    def __init__(self):
+        self.val = self.avg = self.sum = 0.0
+        self.count = 0
+
+    def update(self, val, n=1):
+        self.val = float(val)
+        self.sum += float(val) * n
+        self.count += n
+        self.avg = self.sum / self.count
+
+
+def accuracy(output, target, topk=(1,)):
+    """Top-k accuracies in percent (floats) of logits `output` against `target`."""
+    with torch.no_grad():
+        maxk = min(max(topk), output.shape[1])
+        pred = output.topk(maxk, dim=1).indices
+        correct = pred.eq(target.view(-1, 1))
+        return [correct[:, :min(k, maxk)].any(dim=1).float().sum().item() * 100.0 / target.shape[0]
+                for k in topk]
+
+
+# --------------------------------------------------------------------------- LR schedules
+
+def vanilla_lr(epoch, base_lr, epochs, min_lr_scale=0.1, warmup_epochs=5):
+    """SPEC 5: linear warm-up over the first 5 epochs, then cosine down to min_lr_scale*base."""
+    if epoch <= warmup_epochs:
+        return base_lr * epoch / warmup_epochs
+    cosine = 0.5 * (1 + math.cos(math.pi * epoch / (epochs + 1)))
+    return base_lr * (min_lr_scale + (1 - min_lr_scale) * cosine)
+
+
+def ctc_lr(epoch, base_lr, epochs, stage_two_epoch, stage_two_decay_rate):
+    """SPEC 6: one cosine per stage, no warm-up; stage 2 restarts at base*decay_rate."""
+    if epoch <= stage_two_epoch:
+        return base_lr * 0.5 * (1 + math.cos(math.pi * epoch / (stage_two_epoch + 1)))
+    epoch_in_stage = epoch - stage_two_epoch
+    stage_len = epochs - stage_two_epoch
+    return base_lr * stage_two_decay_rate * 0.5 * (1 + math.cos(math.pi * epoch_in_stage / (stage_len + 1)))
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+# --------------------------------------------------------------------------- seeding, device
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state():
+    """Every RNG the project draws from, in a form `torch.load(weights_only=True)` accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(_as_tuple(state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value):
+    # random.setstate needs tuples all the way down; a round trip through a checkpoint
+    # may have turned them into lists.
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def pick_device(name="auto"):
+    """'auto' means the GPU when there is one; an explicit unavailable device is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} asked for, but this machine has no usable CUDA GPU")
+    return device
+
+
+# --------------------------------------------------------------------------- run folders
+
+SAVE_ROOT = Path("save")
+
+
+def vanilla_run_name(model, dataset, lr, trial, note):
+    return f"{model}_{dataset_tag(dataset)}_lr_{lr}_trial_{trial}_{note}"
+
+
+def ctc_run_name(model, dataset, alpha, beta, note):
+    return f"{model}_{dataset_tag(dataset)}_a:{alpha}_b:{beta}_{note}"
+
+
+def dataset_tag(dataset):
+    """A data set name usable in a folder name ('folder:/a/b' -> 'folder-b')."""
+    if dataset.startswith("folder:"):
+        return "folder-" + Path(dataset.split(":", 1)[1]).name
+    return dataset
+
+
+def model_folder(run_name):
+    return SAVE_ROOT / "model" / run_name
+
+
+def tensorboard_folder(run_folder):
+    """TensorBoard folder of a run: save/tensorboard/<run name>/ beside save/model/."""
+    run_folder = Path(run_folder)
+    if run_folder.parent.name == "model":
+        return run_folder.parent.parent / "tensorboard" / run_folder.name
+    return run_folder / "tensorboard"
+
+
+def resolve_run_folder(ckpt_path):
+    """--ckpt_path: a folder name under save/model/, or a path to an existing folder."""
+    for candidate in (SAVE_ROOT / "model" / ckpt_path, Path(ckpt_path)):
+        if candidate.is_dir():
+            return candidate
+    raise UserError(f"run folder '{ckpt_path}' not found (looked in {SAVE_ROOT / 'model'}/ and as a path)")
+
+
+def make_writer(log_dir):
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def _atomic_write(path, write):
+    """Write through a temp file in the same folder, then rename over `path`.
+
+    A reader (or a run killed half-way) sees either the old file or the new one,
+    never a truncated mix.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj, path):
+    """torch.save, atomically."""
+    _atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_write_text(path, text):
+    _atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def write_json(path, obj):
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_csv(path, rows, fields):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_csv(path):
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --------------------------------------------------------------------------- results (JSON lines)
+
+def read_results(path):
+    """Rows of a JSON-lines results file; a damaged line is reported and skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            print(f"warning: {path}:{number} is not a complete result row; ignoring it", file=sys.stderr)
+    return rows
+
+
+def append_result(path, row):
+    """Add one row; the file is rewritten atomically so it is never half-written."""
+    rows = read_results(path) + [row]
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+CKPT_PATTERN = re.compile(r"ckpt_epoch_(\d+)\.pth$")
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint safely (weights_only); any failure becomes one clear UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, foreign pickle, random bytes: all the same to the user
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"checkpoint {path} cannot be read (truncated, corrupt or not a weights-only "
+                        f"PyTorch file): {reason[:200]}") from None
+
+
+def checkpoint_path(folder, epoch):
+    return Path(folder) / f"ckpt_epoch_{epoch}.pth"
+
+
+def find_checkpoints(folder, start_epoch, skip, last_epoch=500):
+    """[(epoch, path)] for epochs start, start+skip, ... <= last_epoch that exist, in order."""
+    if skip <= 0 or start_epoch < 0:
+        raise UserError(f"--start_epoch must be >= 0 and --skip > 0 (got {start_epoch}, {skip})")
+    found = [(epoch, checkpoint_path(folder, epoch)) for epoch in range(start_epoch, last_epoch + 1, skip)]
+    found = [(epoch, path) for epoch, path in found if path.is_file()]
+    if not found:
+        present = sorted(int(m.group(1)) for p in Path(folder).iterdir() if (m := CKPT_PATTERN.search(p.name)))
+        hint = f"epochs present: {present[:10]}{' ...' if len(present) > 10 else ''}" if present else "it holds no ckpt_epoch_*.pth"
+        raise UserError(f"no checkpoint in {folder} matches --start_epoch {start_epoch} --skip {skip} ({hint})")
+    return found
+
+
+def parse_shard(text):
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    match = re.fullmatch(r"(\d+)/(\d+)", text or "")
+    if not match or not int(match.group(1)) < int(match.group(2)):
+        raise UserError(f"--shard must look like i/n with 0 <= i < n, got '{text}'")
+    return int(match.group(1)), int(match.group(2))
+
+
+def take_shard(items, shard):
+    """Every n-th item starting at i: shards 0/n .. n-1/n cover the list exactly once."""
+    index, count = shard
+    return items[index::count]
