@@ -313,3 +313,74 @@ def take_shard(items, shard):
     """Every n-th item starting at i: shards 0/n .. n-1/n cover the list exactly once."""
     index, count = shard
     return items[index::count]
+
+
+# --------------------------------------------------------------------------- training runs
+
+class TrainingRun:
+    """The on-disk side of a training run: folder, args.json, metrics.csv, TensorBoard,
+    checkpoints (SPEC 2) and resuming.
+
+    `ckpt_epoch_{E}.pth` and `{model}_best.pth` hold what analysis needs (epoch, model,
+    accuracy); `{model}_last.pth` is rewritten every epoch with everything a resumed run
+    needs (optimizer, RNG, method state), so a killed run loses at most one epoch.
+    """
+
+    def __init__(self, folder, model_name, args, resume=False):
+        self.folder = Path(folder)
+        self.model_name = model_name
+        self.last_path = self.folder / f"{model_name}_last.pth"
+        self.best_path = self.folder / f"{model_name}_best.pth"
+        self.metrics_path = self.folder / "metrics.csv"
+        self.resume_state = self._check_folder(resume)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        first_epoch = self.resume_state["epoch"] + 1 if self.resume_state else 1
+        self.metrics = [row for row in read_csv(self.metrics_path) if int(row["epoch"]) < first_epoch]
+        write_json(self.folder / "args.json", args)
+        self.writer = make_writer(tensorboard_folder(self.folder))
+        if self.resume_state:
+            # Events of epochs after the resumed one belong to the interrupted attempt.
+            self.writer.purge_step = first_epoch
+
+    def _check_folder(self, resume):
+        if resume:
+            if not self.last_path.is_file():
+                raise UserError(f"--resume: nothing to resume from, {self.last_path} does not exist")
+            state = load_checkpoint(self.last_path)
+            if not isinstance(state, dict) or "optimizer" not in state or "epoch" not in state:
+                raise UserError(f"--resume: {self.last_path} is not a resumable checkpoint of this project")
+            return state
+        if self.folder.is_dir() and any(self.folder.glob("*.pth")):
+            raise UserError(f"{self.folder} already holds checkpoints; pass --resume to continue that run, "
+                            f"or change --note/--trial to start a new one")
+        return None
+
+    @property
+    def start_epoch(self):
+        return self.resume_state["epoch"] + 1 if self.resume_state else 1
+
+    def log_epoch(self, epoch, values):
+        """One metrics.csv row and one TensorBoard point per value ('train_loss' -> 'train/loss')."""
+        row = {"epoch": epoch, **values}
+        self.metrics.append(row)
+        fields = list(dict.fromkeys(key for r in self.metrics for key in r))
+        write_csv(self.metrics_path, self.metrics, fields)
+        for name, value in values.items():
+            tag = name.replace("_", "/", 1) if name.split("_")[0] in ("train", "test") else name
+            self.writer.add_scalar(tag, value, epoch)
+        self.writer.flush()
+
+    def save(self, epoch, model_state, accuracy, save_freq, is_best, resume_extra):
+        base = {"epoch": epoch, "model": model_state, "accuracy": accuracy, "arch": self.model_name}
+        if epoch % save_freq == 0:
+            print("==> Saving...")
+            atomic_save(base, checkpoint_path(self.folder, epoch))
+        if is_best:
+            print("saving the best model!")
+            atomic_save({**base, "best_acc": accuracy}, self.best_path)
+        # Written last: if the run dies before this, resuming redoes the epoch and
+        # rewrites the files above with the same content.
+        atomic_save({**base, **resume_extra, "rng": rng_state()}, self.last_path)
+
+    def close(self):
+        self.writer.close()
