@@ -35,6 +35,28 @@ def run_main(main):
         sys.exit(2)
 
 
+def add_training_arguments(parser, epochs, note):
+    """Flags shared by train_vanilla.py and train_ctc.py (SPEC 1 and 5 defaults)."""
+    add = parser.add_argument
+    add("--print_freq", type=positive(), default=100, help="print every N steps")
+    add("--save_freq", type=positive(), default=40, help="write ckpt_epoch_E.pth every N epochs")
+    add("--batch_size", type=positive(), default=64)
+    add("--num_workers", type=int, default=8, help="DataLoader worker processes")
+    add("--epochs", type=positive(), default=epochs)
+    add("--learning_rate", type=positive(float), default=0.05)
+    add("--weight_decay", type=float, default=5e-4)
+    add("--momentum", type=float, default=0.9)
+    add("--model", default="resnext32_16x4d")
+    add("--dataset", default="cifar100", help="cifar100, cifar10, cinic10, stl10 or folder:<path>")
+    add("--aug", default="vanilla", choices=["vanilla", "none", "mine", "auto"],
+        help="vanilla/none: crop+flip; mine: no augmentation; auto: AutoAugment + cutout")
+    add("--note", "--notes", dest="note", default=note, help="suffix of the run folder name")
+    add("--data_root", default="./data")
+    add("--seed", type=int, default=0)
+    add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add("--resume", action="store_true", help="continue the run from {model}_last.pth in its folder")
+
+
 def positive(kind=int):
     """argparse type: a strictly positive number ('1e+4' accepted for ints)."""
     def parse(text):

@@ -7,6 +7,7 @@ Running sums live on the device and are read back only every `print_freq` steps 
 the end of the epoch, so a GPU step never waits for the host (the reference synchronised
 after every step to update its meters).
 """
+import copy
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+
+import util
+from helper.ctc import CTCLoss, InstanceLoss
 
 
 @dataclass
@@ -125,3 +129,169 @@ def validate(loader, model, device, print_freq=100):
     avg = meters.averages()
     _say(f" * Acc@1 {avg['top1']:.3f} Acc@5 {avg['top5']:.3f}")
     return avg
+
+
+# --------------------------------------------------------------------------- whole runs
+
+class CrossEntropyMethod:
+    """Plain cross-entropy training (SPEC 5); the interface every training method follows.
+
+    fit() asks a method, per epoch, for the learning rate, the weight decay and the
+    training loader, then for the loss of each batch; after the epoch it calls
+    end_epoch(), and it saves state_dict() in the resumable checkpoint.
+    """
+
+    def __init__(self, model, train_loader, base_lr, weight_decay, epochs, min_lr_scale):
+        self.model, self.train_loader = model, train_loader
+        self.base_lr, self.base_wd = base_lr, weight_decay
+        self.epochs, self.min_lr_scale = epochs, min_lr_scale
+
+    def lr(self, epoch):
+        return util.vanilla_lr(epoch, self.base_lr, self.epochs, self.min_lr_scale)
+
+    def weight_decay(self, epoch):
+        return self.base_wd
+
+    def begin_epoch(self, epoch):
+        return self.train_loader
+
+    def loss(self, batch):
+        images, target = batch[:2]
+        logits = self.model(images)
+        return StepOutput(F.cross_entropy(logits, target), logits)
+
+    def end_epoch(self, epoch):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def fit(run, method, model, optimizer, test_loader, epochs, device, save_freq, print_freq):
+    """Train epochs run.start_epoch..epochs: validate, log and checkpoint after each one."""
+    best_acc = 0.0
+    if run.resume_state:
+        state = run.resume_state
+        model.load_model(state)
+        optimizer.load_state_dict(state["optimizer"])
+        method.load_state_dict(state.get("method", {}))
+        best_acc = state["best_acc"]
+        util.set_rng_state(state["rng"])
+        print(f"==> resuming {run.folder} after epoch {state['epoch']}")
+    for epoch in range(run.start_epoch, epochs + 1):
+        lr = method.lr(epoch)
+        util.set_lr(optimizer, lr)
+        for group in optimizer.param_groups:
+            group["weight_decay"] = method.weight_decay(epoch)
+        print("==> training...")
+        started = time.time()
+        try:
+            train = train_epoch(epoch, method.begin_epoch(epoch), model, method.loss, optimizer, device, print_freq)
+        except NonFiniteLoss as err:
+            raise util.UserError(f"{err}; training stopped, the last good checkpoint is {run.last_path}") from None
+        print(f"epoch {epoch}, total time {time.time() - started:.2f}")
+        method.end_epoch(epoch)
+        test = validate(test_loader, model, device, print_freq)
+        is_best = test["top1"] > best_acc
+        best_acc = max(best_acc, test["top1"])
+        run.log_epoch(epoch, {"lr": lr, **{f"train_{k}": v for k, v in train.items()},
+                              **{f"test_{k}": v for k, v in test.items()},
+                              "seconds": round(time.time() - started, 3)})
+        run.save(epoch, model.state_dict(), test["top1"], save_freq, is_best,
+                 {"optimizer": optimizer.state_dict(), "best_acc": best_acc, "method": method.state_dict()})
+    print("best accuracy:", best_acc)
+    return best_acc
+
+
+class CTCMethod(CrossEntropyMethod):
+    """Contrastive Temporal Coding (SPEC 6): CE + alpha * instance loss for epochs 1..S,
+    then CE + beta * NCE against a frozen copy of the model taken at the end of epoch S.
+
+    `make_loader(variant)` builds the training loader: 'instance' batches (img, target,
+    index) in stage 1, 'ctc' batches with contrast indices in stage 2 -- stage 1 has no
+    use for 16k negatives per sample, so they are only drawn once they are needed.
+    """
+
+    def __init__(self, model, make_loader, n_data, opts, device):
+        self.model, self.make_loader, self.opts, self.device = model, make_loader, opts, device
+        self.instance_loss = InstanceLoss(model.feat_dim, n_data, opts.instance_dim,
+                                          opts.instance_t, opts.instance_m).to(device)
+        self.ctc_loss = CTCLoss(model.feat_dim, model.feat_dim, n_data, opts.nce_k, opts.contrast_feat_dim,
+                                opts.nce_t, opts.nce_m).to(device)
+        if not opts.train_projector:
+            # The reference leaves the stage-1 projector out of its optimizer: it keeps its
+            # random initialisation while gradients still flow through it to the backbone.
+            self.instance_loss.projector.requires_grad_(False)
+        self.info_bank = None
+        self.loaders = {}
+        self.stage = 1
+
+    def trainable_parameters(self):
+        """The model, both stage-2 heads and (with --train_projector) the stage-1 projector."""
+        heads = [p for p in self.instance_loss.parameters() if p.requires_grad]
+        return list(self.model.parameters()) + list(self.ctc_loss.parameters()) + heads
+
+    def lr(self, epoch):
+        o = self.opts
+        return util.ctc_lr(epoch, o.learning_rate, o.epochs, o.stage_two_epoch, o.stage_two_decay_rate)
+
+    def weight_decay(self, epoch):
+        coef = self.opts.weight_decay_coef if epoch <= self.opts.stage_two_epoch else 1.0
+        return self.opts.weight_decay * coef
+
+    def begin_epoch(self, epoch):
+        self.stage = 1 if epoch <= self.opts.stage_two_epoch else 2
+        return self._loader("instance" if self.stage == 1 else "ctc")
+
+    def _loader(self, variant):
+        if variant not in self.loaders:
+            self.loaders[variant] = self.make_loader(variant)
+        return self.loaders[variant]
+
+    def loss(self, batch):
+        images, target, index = batch[:3]
+        feats, logits = self.model(images, is_feat=True)
+        ce = F.cross_entropy(logits, target)
+        if self.stage == 1:
+            instance = self.instance_loss(feats[-1], index)
+            return StepOutput(ce + self.opts.alpha * instance, logits, {"ce": ce, "instance": instance})
+        with torch.no_grad():
+            infobank_feature = self.info_bank(images, is_feat=True)[0][-1]
+        nce = self.ctc_loss(feats[-1], infobank_feature, index, batch[3])
+        return StepOutput(ce + self.opts.beta * nce, logits, {"ce": ce, "nce": nce})
+
+    def end_epoch(self, epoch):
+        if epoch != self.opts.stage_two_epoch:
+            return
+        self.info_bank = self._frozen_copy(self.model.state_dict())
+        if self.opts.update_memory_bank:
+            self.refresh_memories()
+
+    def _frozen_copy(self, state):
+        info_bank = copy.deepcopy(self.model)
+        info_bank.load_state_dict(state)
+        return info_bank.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def refresh_memories(self):
+        """One pass through the info bank overwrites both contrast memories (--update_memory_bank)."""
+        print("==> refreshing the contrast memories with the info bank")
+        for batch in _progress(self._loader("ctc"), "memory refresh"):
+            images, _, index = to_device(batch[:3], self.device)
+            feature = self.info_bank(images, is_feat=True)[0][-1]
+            self.ctc_loss.overwrite_memories(index, feature)
+
+    def state_dict(self):
+        state = {"instance": self.instance_loss.state_dict(), "ctc": self.ctc_loss.state_dict()}
+        if self.info_bank is not None:
+            state["info_bank"] = self.info_bank.state_dict()
+        return state
+
+    def load_state_dict(self, state):
+        self.instance_loss.load_state_dict(state["instance"])
+        self.ctc_loss.load_state_dict(state["ctc"])
+        if "info_bank" in state:
+            self.info_bank = self._frozen_copy(state["info_bank"])

@@ -1,0 +1,90 @@
+"""train_vanilla.py end to end on tiny data in the real CIFAR-100 format."""
+import csv
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fakedata
+import train_vanilla
+import util
+from tests.conftest import ROOT
+
+RUN = "save/model/resnet8_cifar100_lr_0.05_trial_0_vanilla"
+ARGS = ["--epochs", "2", "--dataset", "cifar100", "--model", "resnet8", "--weight_decay", "0.0005",
+        "--momentum", "0.9", "--learning_rate", "0.05", "--batch_size", "64", "--save_freq", "1",
+        "--note", "vanilla", "--num_workers", "0", "--print_freq", "2"]
+
+
+@pytest.fixture
+def cifar_dir(tmp_path, monkeypatch):
+    fakedata.write_cifar100(tmp_path / "data", n_train=200, n_test=100)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_two_epochs_write_the_contract_files(cifar_dir, capsys):
+    train_vanilla.main(ARGS)
+    out = capsys.readouterr().out
+    run = cifar_dir / RUN
+    assert sorted(p.name for p in run.iterdir()) == [
+        "args.json", "ckpt_epoch_1.pth", "ckpt_epoch_2.pth", "metrics.csv", "resnet8_best.pth", "resnet8_last.pth"]
+    # one line per train epoch and one per test pass
+    assert len(re.findall(r"^ \* Acc@1 \d+\.\d{3} Acc@5 \d+\.\d{3}$", out, re.M)) == 4
+    assert re.search(r"^Epoch: \[1\]\[2/4\]\t", out, re.M)        # 200 images / batch 64 = 4 steps
+    assert "best accuracy:" in out
+
+    ckpt = util.load_checkpoint(run / "ckpt_epoch_2.pth")
+    assert {"epoch", "model", "accuracy"} <= set(ckpt) and ckpt["epoch"] == 2
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[0]["lr"]) == pytest.approx(util.vanilla_lr(1, 0.05, 2))
+    assert float(rows[1]["test_top1"]) == pytest.approx(ckpt["accuracy"])
+    assert list((cifar_dir / "save/tensorboard/resnet8_cifar100_lr_0.05_trial_0_vanilla").glob("events.out.tfevents.*"))
+    best = util.load_checkpoint(run / "resnet8_best.pth")
+    assert best["best_acc"] == max(float(r["test_top1"]) for r in rows)
+
+
+def test_resume_continues_to_the_same_final_epoch(cifar_dir):
+    train_vanilla.main(ARGS[:1] + ["1"] + ARGS[2:])
+    run = cifar_dir / RUN
+    assert not (run / "ckpt_epoch_2.pth").exists()
+    with pytest.raises(util.UserError, match="pass --resume"):   # never overwrite a run by accident
+        train_vanilla.main(ARGS)
+    train_vanilla.main(ARGS + ["--resume"])
+    assert util.load_checkpoint(run / "ckpt_epoch_2.pth")["epoch"] == 2
+    assert util.load_checkpoint(run / "resnet8_last.pth")["epoch"] == 2
+    assert [int(r["epoch"]) for r in csv.DictReader(open(run / "metrics.csv"))] == [1, 2]
+
+
+def _run_script(args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / "train_vanilla.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_missing_data_and_nothing_to_resume_give_one_line(tmp_path, cifar_dir):
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    result = _run_script(ARGS + ["--dataset", "cinic10"], cwd=empty)
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "CINIC-10" in result.stderr
+
+    result = _run_script(ARGS + ["--resume"], cwd=cifar_dir)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"error: --resume: nothing to resume from, {RUN}/resnet8_last.pth does not exist"
+    assert not (cifar_dir / RUN / "ckpt_epoch_1.pth").exists()
+
+
+def test_dataparallel_checkpoint_of_the_reference_loads(cifar_dir):
+    train_vanilla.main(ARGS[:1] + ["1"] + ARGS[2:])
+    state = util.load_checkpoint(cifar_dir / RUN / "ckpt_epoch_1.pth")
+    wrapped = {"epoch": 1, "model": {f"module.{k}": v for k, v in state["model"].items()}}
+    torch.save(wrapped, cifar_dir / "dp.pth")
+    from models import build_model
+    plain, from_dp = build_model("resnet8", 100).eval(), build_model("resnet8", 100).eval()
+    plain.load_model(cifar_dir / RUN / "ckpt_epoch_1.pth")
+    from_dp.load_model(cifar_dir / "dp.pth")
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(plain(x), from_dp(x))

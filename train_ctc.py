@@ -1,0 +1,76 @@
+"""Train a CIFAR model with Contrastive Temporal Coding (SPEC 6).
+
+    python train_ctc.py --epochs 300 --dataset cifar100 --model resnext32_16x4d \
+      --momentum 0.9 --learning_rate 0.05 --batch_size 64 --weight_decay 0.0005 --weight_decay_coef 2.0 \
+      --stage_two_epoch 200 -a 0.5 -b 1.0 --instance_t 0.10 --instance_m 0.9 --nce_t 0.10 --nce_m 0.9 \
+      --update_memory_bank --save_freq 2 --note ctc
+
+Stage 1 (epochs 1..S): CE + alpha * instance discrimination against a memory bank.
+Stage 2: CE + beta * NCE between the model and a frozen copy of itself from epoch S.
+Checkpoints go to save/model/{model}_{dataset}_a:{alpha}_b:{beta}_{note}/.
+"""
+import argparse
+
+import torch
+
+import util
+from dataset import build_loaders, dataset_info
+from helper.loops import CTCMethod, fit
+from models import build_model
+
+
+def parse_option(argv=None):
+    parser = argparse.ArgumentParser(description="contrastive temporal coding")
+    util.add_training_arguments(parser, epochs=300, note="ctc")
+    add = parser.add_argument
+    add("--stage_two_epoch", type=util.positive(), default=200, help="S: last epoch of stage 1")
+    add("--stage_two_decay_rate", type=float, default=0.1,
+        help="stage 2 restarts its cosine at learning_rate * this")
+    add("--weight_decay_coef", type=float, default=2.0, help="stage-1 weight decay = weight_decay * this")
+    add("-a", "--alpha", type=float, default=0.5, help="weight of the stage-1 instance loss")
+    add("-b", "--beta", type=float, default=1.0, help="weight of the stage-2 NCE loss")
+    add("--instance_t", type=float, default=0.1, help="stage-1 temperature")
+    add("--instance_m", type=float, default=0.9, help="stage-1 memory momentum")
+    add("--instance_dim", type=util.positive(), default=128, help="stage-1 projection size")
+    add("--nce_t", type=float, default=0.1, help="stage-2 temperature")
+    add("--nce_m", type=float, default=0.9, help="stage-2 memory momentum")
+    add("--nce_k", type=util.positive(), default=16384, help="negatives per sample")
+    add("--contrast_feat_dim", type=util.positive(), default=128, help="stage-2 embedding size")
+    add("--mode", default="exact", choices=["exact", "relax"],
+        help="positive: the sample itself (exact) or a random sample of its class (relax)")
+    add("--update_memory_bank", action="store_true",
+        help="before stage 2, fill both contrast memories from the info bank in one pass")
+    add("--train_projector", action="store_true",
+        help="also train the stage-1 projector (the reference leaves it at its random init)")
+    args = parser.parse_args(argv)
+    if args.stage_two_epoch >= args.epochs:
+        parser.error(f"--stage_two_epoch ({args.stage_two_epoch}) must be smaller than --epochs ({args.epochs})")
+    return args
+
+
+def main(argv=None):
+    args = parse_option(argv)
+    util.set_seed(args.seed)
+    device = util.pick_device(args.device)
+    model = build_model(args.model, dataset_info(args.dataset).num_classes).to(device)
+
+    def make_loader(variant):
+        train_loader, _, _ = build_loaders(args.dataset, args.data_root, args.batch_size, args.num_workers,
+                                           aug=args.aug, variant=variant, nce_k=args.nce_k, mode=args.mode,
+                                           device=device)
+        return train_loader
+
+    _, test_loader, n_data = build_loaders(args.dataset, args.data_root, args.batch_size, args.num_workers,
+                                           aug=args.aug, device=device)
+    method = CTCMethod(model, make_loader, n_data, args, device)
+    optimizer = torch.optim.SGD(method.trainable_parameters(), lr=args.learning_rate,
+                                momentum=args.momentum, weight_decay=args.weight_decay)
+
+    name = util.ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note)
+    run = util.TrainingRun(util.model_folder(name), args.model, vars(args), resume=args.resume)
+    fit(run, method, model, optimizer, test_loader, args.epochs, device, args.save_freq, args.print_freq)
+    run.close()
+
+
+if __name__ == "__main__":
+    util.run_main(main)
