@@ -5,8 +5,6 @@ images, one more gather that does the random crop and flip of every sample at
 once, and the ToTensor+Normalize arithmetic. CTC contrast indices are drawn for
 the whole batch on the device too. Works on the CPU as well (it skips PIL there).
 """
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -100,8 +98,8 @@ class DeviceLoader:
         return self.labels.numel()
 
     def __len__(self):
-        batches = self.dataset_size / self.batch_size
-        return int(batches) if self.drop_last else math.ceil(batches)
+        full, rest = divmod(self.dataset_size, self.batch_size)
+        return full if self.drop_last or not rest else full + 1
 
     def __iter__(self):
         if self.shuffle:

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-
 from PIL import Image
 
 import dataset
@@ -66,6 +65,7 @@ def test_folder_dataset_resizes_converts_gray_and_prefers_test(tmp_path):
     test = fakedata.write_image_folder(root, ["b_dog", "a_cat"], 2, splits=("test",), size=32, gray=True, seed=4)
     images, labels = dataset.load_arrays(f"folder:{root}", None, "test")
     np.testing.assert_array_equal(images, test["test"][0])  # test/ wins over valid/, gray -> 3 equal channels
+    np.testing.assert_array_equal(labels, test["test"][1])
     assert dataset.dataset_info(f"folder:{root}").num_classes == 2
 
     big = tmp_path / "big"
