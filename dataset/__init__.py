@@ -74,7 +74,9 @@ def build_loaders(name, root, batch_size, num_workers, aug="vanilla", variant="p
         if seed is not None:
             generator = torch.Generator(device=device)
             generator.manual_seed(seed)
-        contrast = ContrastSampler(_contrast_labels(train_labels, info), nce_k, mode, device) if variant == "ctc" else None
+        contrast = None
+        if variant == "ctc":
+            contrast = ContrastSampler(_contrast_labels(train_labels, info), nce_k, mode, device)
         train_loader = DeviceLoader(train_images, train_labels, batch_size, info.mean, info.std, device,
                                     train=aug != "mine", shuffle=True, with_index=variant != "plain",
                                     contrast=contrast, generator=generator)

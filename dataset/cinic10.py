@@ -22,7 +22,8 @@ def load(root, split):
         if not (base / needed).is_dir():
             raise UserError(f"CINIC-10 split '{needed}' is missing: {base / needed} does not exist; {HOW_TO_GET}")
     split_dir = base / SPLIT_DIRS[split]
-    images, labels = load_split_with_classes(split_dir, base / "train", Path(root) / ".cache", f"cinic10-{split_dir.name}")
+    images, labels = load_split_with_classes(split_dir, base / "train", Path(root) / ".cache",
+                                             f"cinic10-{split_dir.name}")
     if labels.max() >= INFO.num_classes:
         raise UserError(f"{base / 'train'} has more than {INFO.num_classes} class folders; CINIC-10 has 10")
     return images, labels

@@ -20,7 +20,8 @@ def load(root, split):
     images_path, labels_path = folder / f"{split}_X.bin", folder / f"{split}_y.bin"
     for path in (images_path, labels_path):
         if not path.is_file():
-            raise UserError(f"STL-10 not found: {path} does not exist; download {URL} and extract it into {Path(root)}/")
+            raise UserError(f"STL-10 not found: {path} does not exist; "
+                            f"download {URL} and extract it into {Path(root)}/")
     raw = np.fromfile(images_path, dtype=np.uint8)
     labels = np.fromfile(labels_path, dtype=np.uint8).astype(np.int64) - 1
     image_bytes = 3 * SIDE * SIDE
