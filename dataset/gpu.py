@@ -88,10 +88,11 @@ class DeviceLoader:
         self.contrast = contrast
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        if generator is None:  # drawn from torch's global RNG, so set_seed makes runs repeatable
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(int(torch.randint(0, 2**62, ())))
-        self.generator = generator
+        # Without an explicit generator each epoch is seeded from torch's global RNG, like
+        # the DataLoader's base seed: set_seed makes runs repeatable and restoring the global
+        # RNG state of a checkpoint makes a resumed run draw the same batches.
+        self.reseed_each_epoch = generator is None
+        self.generator = generator if generator is not None else torch.Generator(device=self.device)
 
     @property
     def dataset_size(self):
@@ -102,6 +103,8 @@ class DeviceLoader:
         return full if self.drop_last or not rest else full + 1
 
     def __iter__(self):
+        if self.reseed_each_epoch:
+            self.generator.manual_seed(int(torch.randint(0, 2**62, ())))
         if self.shuffle:
             order = torch.randperm(self.dataset_size, generator=self.generator, device=self.device)
         else:
@@ -141,10 +144,3 @@ class DeviceLoader:
         samples = torch.arange(count, device=self.device)[:, None, None, None]
         channels = torch.arange(images.shape[1], device=self.device)[None, :, None, None]
         return padded[samples, channels, rows[:, None, :, None], columns[:, None, None, :]]
-
-    def state_dict(self):
-        """RNG state at an epoch boundary, for resuming a run with the same batches."""
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state):
-        self.generator.set_state(state["generator"])

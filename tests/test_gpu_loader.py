@@ -110,11 +110,12 @@ def test_same_seed_same_batches_and_state_resumes():
         assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not torch.equal(first[0][0], list(make(4))[0][0])
 
+    # each epoch is seeded from the global RNG: restoring it (as --resume does) replays the epoch
     loader = make(3)
     list(loader)
-    state = loader.state_dict()
+    state = torch.get_rng_state()
     next_epoch = list(loader)
-    loader.load_state_dict(state)
+    torch.set_rng_state(state)
     for a, b in zip(next_epoch, list(loader)):
         assert all(torch.equal(x, y) for x, y in zip(a, b))
 
