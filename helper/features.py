@@ -1,0 +1,51 @@
+"""Frozen-backbone features: the pooled penultimate vector feats[-1] of every image, on the device.
+
+The uint8 images move to the device once; each batch is normalised there (the test
+transform: to [0, 1], then (x - mean) / std), so no host copy happens per batch.
+"""
+import torch
+
+DEFAULT_BATCH = 1024
+
+
+def as_device_uint8(images_uint8, device):
+    """uint8 [N, 32, 32, 3] numpy array or tensor -> uint8 tensor on `device` (one copy at most)."""
+    images = torch.as_tensor(images_uint8)
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype} {list(images.shape)}")
+    return images.to(device)
+
+
+def normalise_batch(images_uint8, mean, std):
+    """uint8 [B, H, W, 3] -> float32 [B, 3, H, W], scaled to [0, 1] and normalised per channel."""
+    mean = torch.tensor(mean, dtype=torch.float32, device=images_uint8.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, dtype=torch.float32, device=images_uint8.device).view(1, 3, 1, 1)
+    return (images_uint8.permute(0, 3, 1, 2).float().div_(255) - mean) / std
+
+
+def normalised_images(images_uint8, mean, std, device):
+    """All images as float32 [N, 3, H, W] on `device`, normalised as at test time."""
+    return normalise_batch(as_device_uint8(images_uint8, device), mean, std).contiguous()
+
+
+@torch.no_grad()
+def extract_features(model, images_uint8, mean, std, device, batch_size=DEFAULT_BATCH, amp=None):
+    """float32 [N, feat_dim] on `device`: feats[-1] of `model` in eval mode, batch by batch.
+
+    amp: True for bf16 autocast of the backbone (CUDA only); None or False for float32.
+    The model is moved to `device` and left in eval mode.
+    """
+    device = torch.device(device)
+    if amp and device.type != "cuda":
+        raise ValueError("amp (bf16 autocast) is only supported on CUDA devices")
+    images = as_device_uint8(images_uint8, device)
+    model.to(device).eval()
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        batch = normalise_batch(images[start:start + batch_size], mean, std)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(amp)):
+            feats, _ = model(batch, is_feat=True)
+        chunks.append(feats[-1].float())
+    if not chunks:
+        return torch.zeros(0, model.feat_dim, device=device)
+    return torch.cat(chunks)
