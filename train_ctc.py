@@ -11,12 +11,9 @@ Checkpoints go to save/model/{model}_{dataset}_a:{alpha}_b:{beta}_{note}/.
 """
 import argparse
 
-import torch
-
 import util
-from dataset import build_loaders, dataset_info
 from helper.loops import CTCMethod, fit
-from models import build_model
+from helper.session import TrainingSession
 
 
 def parse_option(argv=None):
@@ -50,26 +47,21 @@ def parse_option(argv=None):
 
 def main(argv=None):
     args = parse_option(argv)
-    util.set_seed(args.seed)
-    device = util.pick_device(args.device)
-    model = build_model(args.model, dataset_info(args.dataset).num_classes).to(device)
+    session = TrainingSession(args)
+    if session.world_size > 1:
+        raise util.UserError("train_ctc.py trains in one process: its per-sample memories are updated by "
+                             "every batch, which several processes would each see only in part")
 
     def make_loader(variant):
-        train_loader, _, _ = build_loaders(args.dataset, args.data_root, args.batch_size, args.num_workers,
-                                           aug=args.aug, variant=variant, nce_k=args.nce_k, mode=args.mode,
-                                           device=device)
-        return train_loader
+        return session.loaders(variant, args.nce_k, args.mode)[0]
 
-    _, test_loader, n_data = build_loaders(args.dataset, args.data_root, args.batch_size, args.num_workers,
-                                           aug=args.aug, device=device)
-    method = CTCMethod(model, make_loader, n_data, args, device)
-    optimizer = torch.optim.SGD(method.trainable_parameters(), lr=args.learning_rate,
-                                momentum=args.momentum, weight_decay=args.weight_decay)
-
+    _, test_loader, n_data = session.loaders()
+    method = CTCMethod(session.model, make_loader, n_data, args, session.precision)
+    step = session.step(method.trainable_parameters())
     name = util.ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note)
-    run = util.TrainingRun(util.model_folder(name), args.model, vars(args), resume=args.resume)
-    fit(run, method, model, optimizer, test_loader, args.epochs, device, args.save_freq, args.print_freq)
-    run.close()
+    run = session.run(util.model_folder(name))
+    fit(run, method, session.model, step, test_loader, args.epochs, args.save_freq, args.print_freq)
+    session.close(run)
 
 
 if __name__ == "__main__":

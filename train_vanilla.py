@@ -4,15 +4,14 @@
       --weight_decay 0.0005 --momentum 0.9 --learning_rate 0.05 --batch_size 64 --save_freq 2 --note vanilla
 
 Checkpoints go to save/model/{model}_{dataset}_lr_{lr}_trial_{trial}_{note}/, TensorBoard
-events to save/tensorboard/<same name>/.
+events to save/tensorboard/<same name>/. Several GPUs: torchrun --nproc_per_node N train_vanilla.py ...
+(--batch_size stays the global batch).
 """
 import argparse
-import torch
 
 import util
-from dataset import build_loaders, dataset_info
 from helper.loops import CrossEntropyMethod, fit
-from models import build_model
+from helper.session import TrainingSession
 
 
 def parse_option(argv=None):
@@ -26,21 +25,15 @@ def parse_option(argv=None):
 
 def main(argv=None):
     args = parse_option(argv)
-    util.set_seed(args.seed)
-    device = util.pick_device(args.device)
-    num_classes = dataset_info(args.dataset).num_classes
-    model = build_model(args.model, num_classes).to(device)
-    train_loader, test_loader, _ = build_loaders(
-        args.dataset, args.data_root, args.batch_size, args.num_workers, aug=args.aug, device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate,
-                                momentum=args.momentum, weight_decay=args.weight_decay)
-
-    name = util.vanilla_run_name(args.model, args.dataset, args.learning_rate, args.trial, args.note)
-    run = util.TrainingRun(util.model_folder(name), args.model, vars(args), resume=args.resume)
-    method = CrossEntropyMethod(model, train_loader, args.learning_rate, args.weight_decay,
+    session = TrainingSession(args)
+    train_loader, test_loader, _ = session.loaders()
+    step = session.step(session.model.parameters())
+    method = CrossEntropyMethod(session.trained_model(), train_loader, args.learning_rate, args.weight_decay,
                                 args.epochs, args.min_lr_scale)
-    fit(run, method, model, optimizer, test_loader, args.epochs, device, args.save_freq, args.print_freq)
-    run.close()
+    name = util.vanilla_run_name(args.model, args.dataset, args.learning_rate, args.trial, args.note)
+    run = session.run(util.model_folder(name))
+    fit(run, method, session.model, step, test_loader, args.epochs, args.save_freq, args.print_freq)
+    session.close(run)
 
 
 if __name__ == "__main__":

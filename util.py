@@ -5,6 +5,7 @@ choice, run-folder naming, atomic file writes, checkpoint loading/discovery,
 JSON-lines result files, per-checkpoint sharding and the TensorBoard writer.
 Nothing here parses command lines or knows about a particular algorithm.
 """
+import argparse
 import csv
 import io
 import json
@@ -55,6 +56,17 @@ def add_training_arguments(parser, epochs, note):
     add("--seed", type=int, default=0)
     add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     add("--resume", action="store_true", help="continue the run from {model}_last.pth in its folder")
+    speed = parser.add_argument_group("speed (none of these changes what is computed beyond float noise)")
+    speed.add_argument("--loader", default="auto", choices=["auto", "gpu", "torch"],
+                       help="gpu: data set kept on the device, augmented there; auto: gpu on CUDA when it fits")
+    speed.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision")
+    speed.add_argument("--channels_last", action="store_true", help="NHWC memory format for convolutions")
+    speed.add_argument("--cuda_graph", action="store_true",
+                       help="replay full-size train steps from a captured CUDA graph")
+    speed.add_argument("--cudnn_benchmark", action=argparse.BooleanOptionalAction, default=True,
+                       help="cuDNN autotuning (CUDA)")
+    speed.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
+                       help="TF32 matmuls and convolutions on Ampere+ GPUs, as in the paper's environment")
 
 
 def positive(kind=int):
@@ -207,9 +219,10 @@ def resolve_run_folder(ckpt_path):
     raise UserError(f"run folder '{ckpt_path}' not found (looked in {SAVE_ROOT / 'model'}/ and as a path)")
 
 
-def make_writer(log_dir):
+def make_writer(log_dir, purge_step=None):
+    """TensorBoard writer; `purge_step` hides events at or after that step left by an interrupted run."""
     from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(log_dir=str(log_dir))
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -348,21 +361,24 @@ class TrainingRun:
     needs (optimizer, RNG, method state), so a killed run loses at most one epoch.
     """
 
-    def __init__(self, folder, model_name, args, resume=False):
+    def __init__(self, folder, model_name, args, resume=False, writes=True):
         self.folder = Path(folder)
         self.model_name = model_name
         self.last_path = self.folder / f"{model_name}_last.pth"
         self.best_path = self.folder / f"{model_name}_best.pth"
         self.metrics_path = self.folder / "metrics.csv"
         self.resume_state = self._check_folder(resume)
+        # Under multi-process training only one process writes; the others only need
+        # the resume state.
+        self.writes = writes
+        if not writes:
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        first_epoch = self.resume_state["epoch"] + 1 if self.resume_state else 1
-        self.metrics = [row for row in read_csv(self.metrics_path) if int(row["epoch"]) < first_epoch]
+        self.metrics = [row for row in read_csv(self.metrics_path) if int(row["epoch"]) < self.start_epoch]
         write_json(self.folder / "args.json", args)
-        self.writer = make_writer(tensorboard_folder(self.folder))
-        if self.resume_state:
-            # Events of epochs after the resumed one belong to the interrupted attempt.
-            self.writer.purge_step = first_epoch
+        # Events from the resumed epoch on belong to the interrupted attempt.
+        self.writer = make_writer(tensorboard_folder(self.folder),
+                                  purge_step=self.start_epoch if self.resume_state else None)
 
     def _check_folder(self, resume):
         if resume:
@@ -383,6 +399,8 @@ class TrainingRun:
 
     def log_epoch(self, epoch, values):
         """One metrics.csv row and one TensorBoard point per value ('train_loss' -> 'train/loss')."""
+        if not self.writes:
+            return
         row = {"epoch": epoch, **values}
         self.metrics.append(row)
         fields = list(dict.fromkeys(key for r in self.metrics for key in r))
@@ -393,6 +411,8 @@ class TrainingRun:
         self.writer.flush()
 
     def save(self, epoch, model_state, accuracy, save_freq, is_best, resume_extra):
+        if not self.writes:
+            return
         base = {"epoch": epoch, "model": model_state, "accuracy": accuracy, "arch": self.model_name}
         if epoch % save_freq == 0:
             print("==> Saving...")
@@ -405,4 +425,5 @@ class TrainingRun:
         atomic_save({**base, **resume_extra, "rng": rng_state()}, self.last_path)
 
     def close(self):
-        self.writer.close()
+        if self.writes:
+            self.writer.close()

@@ -17,7 +17,7 @@ import torch
 
 from dataset import cifar10, cifar100, cinic10, stl10
 from dataset.arrays import (AUGMENTATIONS, CONTRAST_MODES, VARIANTS, ArrayDataset, ContrastIndexSampler,
-                            make_transform)
+                            ShardedRandomSampler, make_transform)
 from dataset.common import CIFAR100_MEAN, CIFAR100_STD, DatasetInfo
 from dataset.folder import class_names, load_folder
 from dataset.gpu import ContrastSampler, DeviceLoader
@@ -56,12 +56,13 @@ def build_dataset(name, root, split, aug="vanilla", variant="plain", nce_k=16384
 
 
 def build_loaders(name, root, batch_size, num_workers, aug="vanilla", variant="plain", nce_k=16384,
-                  mode="exact", test_batch_size=None, loader="torch", device=None, seed=None):
+                  mode="exact", test_batch_size=None, loader="torch", device=None, seed=None, shard=(0, 1)):
     """(train_loader, test_loader, num_train). The test loader is plain, unshuffled, keeps every sample.
 
     loader: 'torch' (DataLoader over PIL transforms), 'gpu' (DeviceLoader, data kept on
     `device`), 'auto' ('gpu' on a CUDA device with room for the data, else 'torch').
     `seed` fixes the shuffling (and the DeviceLoader's augmentation); None draws it from torch's RNG.
+    `shard` = (rank, world size) gives each training process its share of every epoch.
     """
     _check_choices(aug=aug, variant=variant, mode=mode, loader=loader)
     device = torch.device(device if device is not None else "cpu")
@@ -79,7 +80,7 @@ def build_loaders(name, root, batch_size, num_workers, aug="vanilla", variant="p
             contrast = ContrastSampler(_contrast_labels(train_labels, info), nce_k, mode, device)
         train_loader = DeviceLoader(train_images, train_labels, batch_size, info.mean, info.std, device,
                                     train=aug != "mine", shuffle=True, with_index=variant != "plain",
-                                    contrast=contrast, generator=generator)
+                                    contrast=contrast, generator=generator, shard=shard)
         test_loader = DeviceLoader(test_images, test_labels, test_batch_size, info.mean, info.std, device,
                                    train=False, shuffle=False)
         return train_loader, test_loader, len(train_labels)
@@ -89,8 +90,9 @@ def build_loaders(name, root, batch_size, num_workers, aug="vanilla", variant="p
     common = dict(num_workers=num_workers, pin_memory=device.type == "cuda",
                   persistent_workers=num_workers > 0)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=False,
-                                               generator=generator, **common)
+    sampler = ShardedRandomSampler(len(train_set), shard) if shard[1] > 1 else None
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None,
+                                               sampler=sampler, drop_last=False, generator=generator, **common)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=test_batch_size, shuffle=False,
                                               drop_last=False, **common)
     return train_loader, test_loader, len(train_set)

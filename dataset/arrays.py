@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from dataset.gpu import shard_length, shard_order
+
 AUGMENTATIONS = ("vanilla", "none", "mine", "auto")
 VARIANTS = ("plain", "instance", "ctc")
 CONTRAST_MODES = ("exact", "relax")
@@ -93,3 +95,21 @@ class ArrayDataset(torch.utils.data.Dataset):
         if self.variant == "instance":
             return img, target, index
         return img, target, index, self.contrast.sample(index, target)
+
+
+class ShardedRandomSampler(torch.utils.data.Sampler):
+    """A fresh random order each epoch, split across training processes.
+
+    The permutation is drawn from torch's global RNG, which every process seeds alike,
+    so the processes agree on it and each takes its own share (gpu.shard_order).
+    """
+
+    def __init__(self, size, shard):
+        self.size, self.shard = size, shard
+
+    def __len__(self):
+        return shard_length(self.size, self.shard)
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()))))
+        return iter(shard_order(order, self.shard).tolist())

@@ -67,6 +67,25 @@ class ContrastSampler:
         return torch.where((pool < self.k)[:, None], with_replacement, distinct)
 
 
+def shard_length(size, shard):
+    return -(-size // shard[1])
+
+
+def shard_order(order, shard):
+    """This process's part of an epoch's sample order under multi-process training.
+
+    Every process gets the same number of samples (the order is padded by wrapping
+    around, like torch's DistributedSampler), so all of them run the same number of
+    steps: an uneven split would leave one process waiting forever in the last
+    gradient all-reduce.
+    """
+    rank, world = shard
+    if world == 1:
+        return order
+    padding = shard_length(len(order), shard) * world - len(order)
+    return torch.cat([order, order[:padding]])[rank::world]
+
+
 class DeviceLoader:
     """Batches of a device-resident uint8 data set, shaped like the DataLoader path.
 
@@ -75,7 +94,7 @@ class DeviceLoader:
     """
 
     def __init__(self, images, labels, batch_size, mean, std, device, train=True, shuffle=None,
-                 drop_last=False, with_index=False, contrast=None, generator=None):
+                 drop_last=False, with_index=False, contrast=None, generator=None, shard=(0, 1)):
         self.device = torch.device(device if device is not None else "cpu")
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
@@ -83,6 +102,7 @@ class DeviceLoader:
         self.images = images.to(self.device).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
         self.batch_size, self.train, self.drop_last = batch_size, train, drop_last
+        self.shard = shard
         self.shuffle = train if shuffle is None else shuffle
         self.with_index = with_index or contrast is not None
         self.contrast = contrast
@@ -99,7 +119,7 @@ class DeviceLoader:
         return self.labels.numel()
 
     def __len__(self):
-        full, rest = divmod(self.dataset_size, self.batch_size)
+        full, rest = divmod(shard_length(self.dataset_size, self.shard), self.batch_size)
         return full if self.drop_last or not rest else full + 1
 
     def __iter__(self):
@@ -109,6 +129,7 @@ class DeviceLoader:
             order = torch.randperm(self.dataset_size, generator=self.generator, device=self.device)
         else:
             order = torch.arange(self.dataset_size, device=self.device)
+        order = shard_order(order, self.shard)
         for batch in range(len(self)):
             index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
             yield self._batch(index)

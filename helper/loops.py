@@ -73,10 +73,6 @@ class EpochMeters:
             raise NonFiniteLoss(epoch, bad_step + 1)
 
 
-def to_device(batch, device):
-    return tuple(t.to(device, non_blocking=True) for t in batch)
-
-
 def _progress(loader, desc):
     # disable=None: a bar on a terminal, silence in logs and pipes.
     return tqdm(loader, desc=desc, leave=False, disable=None, dynamic_ncols=True, file=sys.stderr)
@@ -87,24 +83,21 @@ def _say(text):
     sys.stdout.flush()
 
 
-def train_epoch(epoch, loader, model, loss_fn, optimizer, device, print_freq=100):
-    """One pass over `loader`; returns averaged loss, top1, top5 and loss terms."""
+def train_epoch(epoch, loader, model, step, precision, print_freq=100):
+    """One pass over `loader` through `step` (helper.steps); returns averaged loss, top1, top5, terms."""
     model.train()
-    meters = EpochMeters(device)
+    meters = EpochMeters(precision.device)
     batches = len(loader)
     start = time.time()
-    for step, batch in enumerate(_progress(loader, f"epoch {epoch}")):
-        batch = to_device(batch, device)
-        output = loss_fn(batch)
-        optimizer.zero_grad(set_to_none=True)
-        output.loss.backward()
-        optimizer.step()
-        meters.update(step, output, batch[1])
-        if (step + 1) % print_freq == 0:
+    for number, batch in enumerate(_progress(loader, f"epoch {epoch}")):
+        batch = precision.prepare(batch)
+        output = step(batch)
+        meters.update(number, output, batch[1])
+        if (number + 1) % print_freq == 0:
             meters.raise_if_diverged(epoch)
             avg = meters.averages()
-            _say(f"Epoch: [{epoch}][{step + 1}/{batches}]\t"
-                 f"Time {(time.time() - start) / (step + 1):.3f}\t"
+            _say(f"Epoch: [{epoch}][{number + 1}/{batches}]\t"
+                 f"Time {(time.time() - start) / (number + 1):.3f}\t"
                  f"Loss {avg['loss']:.4f}\tAcc@1 {avg['top1']:.3f}\tAcc@5 {avg['top5']:.3f}")
     meters.raise_if_diverged(epoch)
     avg = meters.averages()
@@ -113,18 +106,19 @@ def train_epoch(epoch, loader, model, loss_fn, optimizer, device, print_freq=100
 
 
 @torch.no_grad()
-def validate(loader, model, device, print_freq=100):
+def validate(loader, model, precision, print_freq=100):
     """Eval-mode cross-entropy and top-1/top-5 on `loader` (never shuffled, nothing dropped)."""
     model.eval()
-    meters = EpochMeters(device)
+    meters = EpochMeters(precision.device)
     batches = len(loader)
-    for step, batch in enumerate(_progress(loader, "test")):
-        images, target = to_device(batch[:2], device)
-        logits = model(images)
-        meters.update(step, StepOutput(F.cross_entropy(logits, target), logits), target)
-        if (step + 1) % print_freq == 0:
+    for number, batch in enumerate(_progress(loader, "test")):
+        images, target = precision.prepare(batch[:2])
+        with precision.autocast():
+            logits = model(images)
+        meters.update(number, StepOutput(F.cross_entropy(logits.float(), target), logits), target)
+        if (number + 1) % print_freq == 0:
             avg = meters.averages()
-            _say(f"Test: [{step + 1}/{batches}]\tLoss {avg['loss']:.4f}\t"
+            _say(f"Test: [{number + 1}/{batches}]\tLoss {avg['loss']:.4f}\t"
                  f"Acc@1 {avg['top1']:.3f}\tAcc@5 {avg['top5']:.3f}")
     avg = meters.averages()
     _say(f" * Acc@1 {avg['top1']:.3f} Acc@5 {avg['top5']:.3f}")
@@ -170,9 +164,14 @@ class CrossEntropyMethod:
         pass
 
 
-def fit(run, method, model, optimizer, test_loader, epochs, device, save_freq, print_freq):
-    """Train epochs run.start_epoch..epochs: validate, log and checkpoint after each one."""
+def fit(run, method, model, step, test_loader, epochs, save_freq, print_freq):
+    """Train epochs run.start_epoch..epochs: validate, log and checkpoint after each one.
+
+    `model` is the bare network (what is saved and validated); the method may train it
+    through a wrapper such as DistributedDataParallel.
+    """
     best_acc = 0.0
+    optimizer, precision = step.optimizer, step.precision
     if run.resume_state:
         state = run.resume_state
         model.load_model(state)
@@ -183,18 +182,17 @@ def fit(run, method, model, optimizer, test_loader, epochs, device, save_freq, p
         print(f"==> resuming {run.folder} after epoch {state['epoch']}")
     for epoch in range(run.start_epoch, epochs + 1):
         lr = method.lr(epoch)
-        util.set_lr(optimizer, lr)
-        for group in optimizer.param_groups:
-            group["weight_decay"] = method.weight_decay(epoch)
+        loader = method.begin_epoch(epoch)
+        step.begin_epoch(method.loss, lr, method.weight_decay(epoch))
         print("==> training...")
         started = time.time()
         try:
-            train = train_epoch(epoch, method.begin_epoch(epoch), model, method.loss, optimizer, device, print_freq)
+            train = train_epoch(epoch, loader, model, step, precision, print_freq)
         except NonFiniteLoss as err:
             raise util.UserError(f"{err}; training stopped, the last good checkpoint is {run.last_path}") from None
         print(f"epoch {epoch}, total time {time.time() - started:.2f}")
         method.end_epoch(epoch)
-        test = validate(test_loader, model, device, print_freq)
+        test = validate(test_loader, model, precision, print_freq)
         is_best = test["top1"] > best_acc
         best_acc = max(best_acc, test["top1"])
         run.log_epoch(epoch, {"lr": lr, **{f"train_{k}": v for k, v in train.items()},
@@ -215,8 +213,9 @@ class CTCMethod(CrossEntropyMethod):
     use for 16k negatives per sample, so they are only drawn once they are needed.
     """
 
-    def __init__(self, model, make_loader, n_data, opts, device):
-        self.model, self.make_loader, self.opts, self.device = model, make_loader, opts, device
+    def __init__(self, model, make_loader, n_data, opts, precision):
+        self.model, self.make_loader, self.opts, self.precision = model, make_loader, opts, precision
+        device = precision.device
         self.instance_loss = InstanceLoss(model.feat_dim, n_data, opts.instance_dim,
                                           opts.instance_t, opts.instance_m).to(device)
         self.ctc_loss = CTCLoss(model.feat_dim, model.feat_dim, n_data, opts.nce_k, opts.contrast_feat_dim,
@@ -272,7 +271,7 @@ class CTCMethod(CrossEntropyMethod):
 
     def _frozen_copy(self, state):
         info_bank = copy.deepcopy(self.model)
-        info_bank.load_state_dict(state)
+        info_bank.load_model(state)
         return info_bank.eval().requires_grad_(False)
 
     @torch.no_grad()
@@ -280,8 +279,9 @@ class CTCMethod(CrossEntropyMethod):
         """One pass through the info bank overwrites both contrast memories (--update_memory_bank)."""
         print("==> refreshing the contrast memories with the info bank")
         for batch in _progress(self._loader("ctc"), "memory refresh"):
-            images, _, index = to_device(batch[:3], self.device)
-            feature = self.info_bank(images, is_feat=True)[0][-1]
+            images, _, index = self.precision.prepare(batch[:3])
+            with self.precision.autocast():
+                feature = self.info_bank(images, is_feat=True)[0][-1]
             self.ctc_loss.overwrite_memories(index, feature)
 
     def state_dict(self):

@@ -10,6 +10,7 @@ import train_ctc
 import util
 from dataset import build_loaders
 from helper.loops import CTCMethod, train_epoch
+from helper.steps import Precision, TrainStep
 from models import build_model
 
 PRESET = ["--dataset", "cifar100", "--model", "resnet8", "--momentum", "0.9", "--learning_rate", "0.05",
@@ -68,7 +69,14 @@ def _method(cifar_dir, **overrides):
 
     def make_loader(variant):   # no augmentation, so the refresh pass is reproducible below
         return build_loaders("cifar100", "data", 64, 0, aug="mine", variant=variant, nce_k=opts.nce_k)[0]
-    return CTCMethod(model, make_loader, 160, opts, torch.device("cpu")), model, make_loader
+    return CTCMethod(model, make_loader, 160, opts, Precision("cpu")), model, make_loader
+
+
+def _train_one_epoch(method, model, momentum=0.0):
+    step = TrainStep(torch.optim.SGD(method.trainable_parameters(), lr=0.1, momentum=momentum), Precision("cpu"))
+    loader = method.begin_epoch(1)
+    step.begin_epoch(method.loss, 0.1, 0.0)
+    train_epoch(1, loader, model, step, step.precision)
 
 
 def test_weight_decay_doubles_in_stage_one_only(cifar_dir):
@@ -105,15 +113,13 @@ def test_stage_one_projector_is_trained_only_on_request(cifar_dir, train_project
     in_optimizer = any(p is projector for p in method.trainable_parameters())
     assert in_optimizer == train_projector
     before = projector.detach().clone()
-    optimizer = torch.optim.SGD(method.trainable_parameters(), lr=0.1, momentum=0.9)
-    train_epoch(1, method.begin_epoch(1), model, method.loss, optimizer, torch.device("cpu"))
+    _train_one_epoch(method, model, momentum=0.9)
     assert torch.equal(projector, before) != train_projector
 
 
 def test_instance_memory_rows_are_unit_norm_after_training(cifar_dir):
     method, model, _ = _method(cifar_dir)
-    optimizer = torch.optim.SGD(method.trainable_parameters(), lr=0.1)
-    train_epoch(1, method.begin_epoch(1), model, method.loss, optimizer, torch.device("cpu"))
+    _train_one_epoch(method, model)
     norms = method.instance_loss.memory.memory.norm(dim=1)
     # every training sample was visited once, so every row was renormalised
     torch.testing.assert_close(norms, torch.ones_like(norms))
