@@ -1,0 +1,363 @@
+"""MINE: mutual information estimates with a trained critic (Belghazi et al. 2018, SPEC 8).
+
+`estimate_mi(a, b, ...)` estimates I(A;B) in nats from row-aligned samples; the
+batched form `estimate_mi_batched` trains K independent critics in the same kernels
+(weights carry a leading copy dimension) for K checkpoints or K calibration problems.
+
+The protocol is the reference's: a critic MLP [a|b -> h -> h -> h -> 1], Adam, per
+iteration a joint batch and a marginal batch (the `a` rows of one random draw paired
+with the `b` rows of an independent draw), the Donsker-Varadhan bound
+mean(T_joint) - log mean(exp T_marg), a moving average of mean(exp T_marg) that
+corrects the bias of the gradient, and as the estimate the mean of the last 500 bounds.
+
+What differs from the reference, on purpose:
+- data, sampling and the per-iteration curve stay on the device: no numpy sampling,
+  no host copies, no host sync per iteration;
+- the moving average is kept detached (the reference's grows an autograd graph);
+- log mean exp is computed with logsumexp and the moving average in log space, so a
+  large critic output cannot overflow exp();
+- a non-finite step is skipped per critic: its weights, Adam moments, step count and
+  moving average stay as they were (the reference resets the average to 0, which makes
+  the next gradient explode).
+"""
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+MA_RATE = 0.01          # moving-average rate of mean(exp T_marg), as in the reference
+INIT_STD = 0.02         # std of the first three layers' weights, as in the reference
+AVERAGE_LAST = 500      # the estimate is the mean of this many last bounds
+TOLERANCE = 0.02        # relative change per window under which the estimate counts as flat
+NOISE_SIGMAS = 3.0      # changes within this many standard errors count as noise
+SCALE_FLOOR = 0.05      # nats: relative changes of estimates near 0 are measured against this
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, used by the reference
+
+
+@dataclass
+class MineResult:
+    """One critic's outcome. `curve` holds the per-iteration bound (NaN where a step was skipped)."""
+    estimate: float
+    curve: torch.Tensor
+    iterations: int
+    skipped_steps: int
+    moving_average: float
+    heldout_estimate: float | None
+    average_last: int
+    diagnostics: dict = field(default_factory=dict)
+
+    def smoothed(self):
+        """Trailing mean of the finite bounds over `average_last` iterations; its last value is the estimate."""
+        return trailing_mean(self.curve, self.average_last)
+
+
+# --------------------------------------------------------------------------- critic
+
+class BatchedCritic(torch.nn.Module):
+    """K independent critics [a | b -> h -> h -> h -> 1] (ReLU) evaluated with batched matmuls.
+
+    The first layer is split by input, a @ W_a + b @ W_b, which equals one Linear on the
+    concatenation [a, b] and lets an input shared by every copy (the images X of
+    I(X;T), the labels Y of I(T;Y)) be stored once.
+    """
+
+    def __init__(self, copies, a_dim, b_dim, hidden, generator=None, device=None):
+        super().__init__()
+
+        def normal(*shape):
+            return torch.nn.Parameter(torch.randn(*shape, generator=generator, device=device) * INIT_STD)
+
+        def zeros(*shape):
+            return torch.nn.Parameter(torch.zeros(*shape, device=device))
+
+        def default_linear(*shape):  # nn.Linear's own init, which the reference keeps for the output layer
+            bound = 1.0 / math.sqrt(hidden)
+            return torch.nn.Parameter((torch.rand(*shape, generator=generator, device=device) * 2 - 1) * bound)
+
+        self.w_a, self.w_b, self.b_1 = normal(copies, a_dim, hidden), normal(copies, b_dim, hidden), zeros(copies, 1, hidden)
+        self.w_2, self.b_2 = normal(copies, hidden, hidden), zeros(copies, 1, hidden)
+        self.w_3, self.b_3 = normal(copies, hidden, hidden), zeros(copies, 1, hidden)
+        self.w_4, self.b_4 = default_linear(copies, hidden, 1), default_linear(copies, 1, 1)
+
+    @property
+    def copies(self):
+        return self.w_a.shape[0]
+
+    def forward(self, a_rows, b_rows):
+        """a_rows/b_rows: [B, d] (shared by all copies) or [K, B, d] -> critic values [K, B]."""
+        a_rows, b_rows = self._per_copy(a_rows), self._per_copy(b_rows)
+        hidden = torch.baddbmm(torch.baddbmm(self.b_1, a_rows, self.w_a), b_rows, self.w_b).relu()
+        hidden = torch.baddbmm(self.b_2, hidden, self.w_2).relu()
+        hidden = torch.baddbmm(self.b_3, hidden, self.w_3).relu()
+        return torch.baddbmm(self.b_4, hidden, self.w_4).squeeze(-1)
+
+    def _per_copy(self, rows):
+        # A shared input is broadcast with a zero batch stride: no copy per critic.
+        return rows.expand(self.copies, *rows.shape) if rows.dim() == 2 else rows
+
+
+class MaskedAdam:
+    """torch.optim.Adam's update (default betas and eps) for parameters whose dim 0 is the copy.
+
+    `step(ok)` updates only copies with ok[k]: a copy whose loss was non-finite keeps its
+    weights, moments and step count, as if that iteration had not happened.
+    """
+
+    def __init__(self, params, lr, copies):
+        self.params, self.lr = list(params), lr
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.steps = torch.zeros(copies, device=self.params[0].device)
+
+    def zero_grad(self):
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self, ok):
+        beta1, beta2 = ADAM_BETAS
+        self.steps += ok
+        started = self.steps > 0  # a copy that never took a step must not divide by 1 - beta**0 = 0
+        bias1 = torch.where(started, 1 - beta1 ** self.steps, 1.0)
+        bias2_sqrt = torch.where(started, (1 - beta2 ** self.steps).sqrt(), 1.0)
+        step_size = torch.where(ok, self.lr / bias1, 0.0)
+        keep1, keep2 = torch.where(ok, beta1, 1.0), torch.where(ok, beta2, 1.0)
+        for param, exp_avg, exp_avg_sq in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            shape = (-1,) + (1,) * (param.dim() - 1)
+            grad = torch.where(ok.view(shape), param.grad, 0.0)
+            exp_avg.mul_(keep1.view(shape)).add_(grad, alpha=1 - beta1)
+            exp_avg_sq.mul_(keep2.view(shape)).addcmul_(grad, grad, value=1 - beta2)
+            denom = exp_avg_sq.sqrt().div_(bias2_sqrt.view(shape)).add_(ADAM_EPS)
+            param.sub_(exp_avg.div(denom).mul_(step_size.view(shape)))
+
+
+# --------------------------------------------------------------------------- estimation
+
+def estimate_mi(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, **options):
+    """I(A;B) in nats from row-aligned [N, d_a] and [N, d_b] tensors; see estimate_mi_batched."""
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError(f"estimate_mi takes two 2-D tensors, got shapes {list(a.shape)} and {list(b.shape)}")
+    return estimate_mi_batched(a, b, iters=iters, lr=lr, batch_size=batch_size,
+                               hidden_size=hidden_size, **options)[0]
+
+
+def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, average_last=AVERAGE_LAST,
+                        seed=0, amp=False, eval_fraction=0.0, early_stop=False, tolerance=TOLERANCE,
+                        on_check=None):
+    """Train one critic per copy and return a MineResult per copy.
+
+    a, b: row-aligned tensors on the device where the work runs, each either [N, d]
+    (shared by every copy) or [K, N, d] (one per copy). Rows are drawn without
+    replacement, the same rows for every copy in an iteration (each copy still sees
+    the reference's sampling, and a shared input is gathered once).
+    amp: bf16 autocast for the critic (CUDA only).
+    eval_fraction: hold out this fraction of rows; the critic never trains on them and
+    the DV bound on them is reported as `heldout_estimate`.
+    early_stop: end a copy's training once its smoothed estimate has been flat for two
+    consecutive windows of `average_last` iterations (see convergence_diagnostics).
+    on_check(iteration, curve): called with the curve so far [iteration, K] (on the CPU)
+    every `average_last` iterations when given or when early_stop is on; the only host syncs.
+    """
+    copies, rows, device = _check_inputs(a, b)
+    if amp and device.type != "cuda":
+        raise ValueError("amp (bf16 autocast) is only supported on CUDA devices")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    train_rows, heldout_rows = _split_rows(rows, eval_fraction, generator, device)
+    if batch_size > len(train_rows):
+        raise ValueError(f"batch size {batch_size} exceeds the {len(train_rows)} rows available for training")
+    critic = BatchedCritic(copies, a.shape[-1], b.shape[-1], hidden_size, generator, device)
+    optimizer = MaskedAdam(critic.parameters(), lr, copies)
+    log_ma = torch.zeros(copies, device=device)  # log of the moving average, which starts at 1
+    curve = torch.full((iters, copies), float("nan"), device=device)
+    active = torch.ones(copies, dtype=torch.bool, device=device)
+    stopped_at = [iters] * copies
+    window = min(average_last, iters)
+    for iteration in range(iters):
+        a_rows, b_rows = _draw_batches(a, b, train_rows, batch_size, generator)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            critic_out = critic(a_rows, b_rows).float()
+        bound, loss, log_ma_next = _dv_step(critic_out, batch_size, log_ma)
+        ok = torch.isfinite(loss) & active
+        optimizer.zero_grad()
+        torch.where(ok, loss, 0.0).sum().backward()
+        optimizer.step(ok)
+        log_ma = torch.where(ok, log_ma_next, log_ma)
+        curve[iteration] = torch.where(ok, bound.detach(), float("nan"))
+        done = iteration + 1
+        if (early_stop or on_check) and done % window == 0 and done < iters:
+            so_far = curve[:done].cpu()
+            if on_check:
+                on_check(done, so_far)
+            if early_stop and _stop_flat_copies(so_far, window, tolerance, active, stopped_at, done):
+                break
+    heldout = _heldout_estimates(critic, a, b, heldout_rows, batch_size, amp)
+    curve, log_ma = curve.cpu(), log_ma.cpu()
+    return [_result(curve[:stopped_at[k], k], stopped_at[k] < iters, log_ma[k], heldout[k], window, tolerance)
+            for k in range(copies)]
+
+
+def _check_inputs(a, b):
+    if a.device != b.device:
+        raise ValueError(f"a is on {a.device} but b on {b.device}")
+    if a.dim() not in (2, 3) or b.dim() not in (2, 3):
+        raise ValueError(f"inputs must be [N, d] or [K, N, d], got {list(a.shape)} and {list(b.shape)}")
+    copies = {x.shape[0] for x in (a, b) if x.dim() == 3} or {1}
+    if len(copies) > 1 or a.shape[-2] != b.shape[-2]:
+        raise ValueError(f"inputs disagree on copies or rows: {list(a.shape)} and {list(b.shape)}")
+    return copies.pop(), a.shape[-2], a.device
+
+
+def _split_rows(rows, eval_fraction, generator, device):
+    if not 0 <= eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    heldout_count = int(round(rows * eval_fraction))
+    if eval_fraction and not 2 <= heldout_count < rows:
+        raise ValueError(f"eval_fraction {eval_fraction} of {rows} rows leaves no usable held-out or training set")
+    order = torch.randperm(rows, generator=generator, device=device)
+    return order[heldout_count:], order[:heldout_count]
+
+
+def _draw_batches(a, b, train_rows, batch_size, generator):
+    """Rows of the joint batch (draw 0 for both) followed by the marginal batch (draw 1 for a, draw 2 for b)."""
+    count, device = len(train_rows), train_rows.device
+    draws = [train_rows[torch.randperm(count, generator=generator, device=device)[:batch_size]] for _ in range(3)]
+    a_index, b_index = torch.cat((draws[0], draws[1])), torch.cat((draws[0], draws[2]))
+    return _take_rows(a, a_index), _take_rows(b, b_index)
+
+
+def _take_rows(x, index):
+    return x.index_select(x.dim() - 2, index)
+
+
+def _dv_step(critic_out, batch_size, log_ma):
+    """Per copy: the DV bound, the bias-corrected loss, and the next log moving average.
+
+    The reference's loss is -(mean T_j - log(mean e^T_m) * mean e^T_m / ma), both factors
+    detached; its gradient only needs their ratio, which is <= 1/MA_RATE because the new
+    average already contains the current mean. Keeping everything in log space means
+    no exp() of a raw critic value can overflow.
+    """
+    joint, marginal = critic_out[:, :batch_size], critic_out[:, batch_size:]
+    mean_joint = joint.mean(dim=1)
+    log_mean_exp = torch.logsumexp(marginal, dim=1) - math.log(batch_size)
+    bound = mean_joint - log_mean_exp
+    log_mean_exp_const = log_mean_exp.detach()
+    log_ma_next = torch.logaddexp(log_ma + math.log(1 - MA_RATE), log_mean_exp_const + math.log(MA_RATE))
+    ratio = torch.exp(log_mean_exp_const - log_ma_next)
+    loss = -(mean_joint - log_mean_exp * ratio)
+    return bound, loss, log_ma_next
+
+
+def _stop_flat_copies(curve, window, tolerance, active, stopped_at, done):
+    """Deactivate copies whose last two window-to-window changes were flat; True when none is left."""
+    for k in range(curve.shape[1]):
+        if active[k]:
+            trends = [window_trend(curve[:end, k], window, tolerance)["trend"] for end in (done - window, done)]
+            if trends == ["flat", "flat"]:
+                active[k] = False
+                stopped_at[k] = done
+    return not bool(active.any())
+
+
+@torch.no_grad()
+def _heldout_estimates(critic, a, b, heldout_rows, batch_size, amp):
+    """Per copy: DV bound on the held-out rows, joint pairs vs the same rows with b shuffled."""
+    if len(heldout_rows) == 0:
+        return [None] * critic.copies
+    shuffled = heldout_rows[torch.randperm(len(heldout_rows), device=heldout_rows.device)]
+    joint, marginal = [], []
+    for start in range(0, len(heldout_rows), batch_size):
+        index = heldout_rows[start:start + batch_size]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            joint.append(critic(_take_rows(a, index), _take_rows(b, index)).float())
+            marginal.append(critic(_take_rows(a, index), _take_rows(b, shuffled[start:start + batch_size])).float())
+    joint, marginal = torch.cat(joint, dim=1), torch.cat(marginal, dim=1)
+    bound = joint.mean(dim=1) - (torch.logsumexp(marginal, dim=1) - math.log(marginal.shape[1]))
+    return [float(value) for value in bound.cpu()]
+
+
+def _result(curve, stopped_early, log_ma, heldout, window, tolerance):
+    estimate = float(trailing_mean(curve, window)[-1]) if len(curve) else float("nan")
+    diagnostics = convergence_diagnostics(curve, window, tolerance)
+    diagnostics["stopped_early"] = stopped_early
+    diagnostics["heldout_estimate"] = heldout
+    diagnostics["heldout_gap"] = None if heldout is None else estimate - heldout
+    return MineResult(estimate=estimate, curve=curve, iterations=len(curve),
+                      skipped_steps=int((~torch.isfinite(curve)).sum()), moving_average=float(log_ma.exp()),
+                      heldout_estimate=heldout, average_last=window, diagnostics=diagnostics)
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+def trailing_mean(curve, window):
+    """Mean of the finite values among the last `window` entries, at every position of a 1-D curve."""
+    finite = torch.isfinite(curve)
+    values = torch.cat((torch.zeros(1, dtype=torch.float64), torch.where(finite, curve, 0.0).double().cumsum(0)))
+    counts = torch.cat((torch.zeros(1, dtype=torch.float64), finite.double().cumsum(0)))
+    ends = torch.arange(1, len(curve) + 1)
+    starts = (ends - window).clamp(min=0)
+    return ((values[ends] - values[starts]) / (counts[ends] - counts[starts])).float()
+
+
+def window_trend(curve, window, tolerance=TOLERANCE):
+    """Change of the mean bound between the last two windows of a 1-D curve.
+
+    'rising' / 'falling' when the change exceeds both `tolerance` of the estimate's
+    scale and NOISE_SIGMAS standard errors of the difference; 'flat' otherwise.
+    """
+    if len(curve) < 2 * window:
+        return {"trend": "short", "rel_change": None, "noise": None}
+    last, previous = curve[-window:], curve[-2 * window:-window]
+    last, previous = last[torch.isfinite(last)], previous[torch.isfinite(previous)]
+    if len(last) < 2 or len(previous) < 2:
+        return {"trend": "non-finite", "rel_change": None, "noise": None}
+    change = float(last.mean() - previous.mean())
+    noise = math.sqrt(float(last.var()) / len(last) + float(previous.var()) / len(previous))
+    scale = max(abs(float(last.mean())), SCALE_FLOOR)
+    threshold = max(tolerance * scale, NOISE_SIGMAS * noise)
+    trend = "rising" if change > threshold else "falling" if change < -threshold else "flat"
+    return {"trend": trend, "rel_change": change / scale, "noise": noise / scale}
+
+
+def convergence_diagnostics(curve, window=AVERAGE_LAST, tolerance=TOLERANCE):
+    """Is the estimate of this 1-D bound curve trustworthy?
+
+    status: 'converged' (the smoothed bound is flat over the last two windows),
+    'rising' (still improving: train longer or raise lr), 'diverging' (falling, or
+    non-finite steps in the last window: lower lr), 'too_short' (fewer than two windows).
+    """
+    window = max(1, min(window, len(curve) // 2)) if len(curve) >= 2 else 1
+    trend = window_trend(curve, window, tolerance)
+    nonfinite_last = int((~torch.isfinite(curve[-window:])).sum()) if len(curve) else 0
+    if trend["trend"] in ("falling", "non-finite") or nonfinite_last:
+        status = "diverging"
+    elif trend["trend"] == "rising":
+        status = "rising"
+    elif trend["trend"] == "short":
+        status = "too_short"
+    else:
+        status = "converged"
+    window_means = [float(chunk[torch.isfinite(chunk)].mean()) if torch.isfinite(chunk).any() else None
+                    for chunk in torch.split(curve[len(curve) % window:], window)][-4:] if len(curve) else []
+    return {"status": status, "trend": trend["trend"], "rel_change": trend["rel_change"],
+            "noise": trend["noise"], "window": window, "window_means": window_means,
+            "nonfinite_last_window": nonfinite_last}
+
+
+# --------------------------------------------------------------------------- calibration
+
+def gaussian_mi(dim, rho):
+    """True I(X;Y) in nats of X, Y in R^dim with coordinate pairs of correlation rho."""
+    return -dim / 2 * math.log(1 - rho ** 2)
+
+
+def rho_for_mi(mi, dim):
+    """The correlation at which `dim` coordinate pairs carry `mi` nats."""
+    return math.sqrt(1 - math.exp(-2 * mi / dim))
+
+
+def correlated_gaussians(rows, dim, rho, *, generator=None, device=None):
+    """X ~ N(0, I), Y = rho X + sqrt(1 - rho^2) Z: [rows, dim] each, I(X;Y) = gaussian_mi(dim, rho)."""
+    x = torch.randn(rows, dim, generator=generator, device=device)
+    noise = torch.randn(rows, dim, generator=generator, device=device)
+    return x, rho * x + math.sqrt(1 - rho ** 2) * noise

@@ -1,0 +1,230 @@
+"""MINE estimator (helper/mine.py) and shared feature extraction (helper/features.py), on the CPU.
+
+Estimator problems are small (hidden 64, batches of 256, ~1000 iterations) so each
+test takes about a second; heavier calibration lives in bench/ and mine.py --calibrate.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from helper import mine
+from helper.features import extract_features, normalised_images
+from tests.fakedata import class_images
+
+MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
+SMALL = dict(batch_size=256, hidden_size=64, lr=1e-3, average_last=200)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny matrices: a second thread only adds contention on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gaussians(mi, dim, rows=2000, seed=1):
+    rho = mine.rho_for_mi(mi, dim) if mi else 0.0
+    return mine.correlated_gaussians(rows, dim, rho, generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- features
+
+def test_features_are_eval_mode_pooled_vectors_of_normalised_images():
+    torch.manual_seed(0)
+    model = models.build_model("resnet8", 10)
+    images = class_images(np.arange(40) % 10)
+    model.train()
+    features = extract_features(model, images, MEAN, STD, "cpu", batch_size=16)
+    assert not model.training
+    by_hand = (images.transpose(0, 3, 1, 2) / 255.0 - np.array(MEAN)[:, None, None]) / np.array(STD)[:, None, None]
+    x = normalised_images(images, MEAN, STD, "cpu")
+    assert x.shape == (40, 3, 32, 32) and np.allclose(x.numpy(), by_hand, atol=1e-6)
+    with torch.no_grad():
+        expected = model(torch.as_tensor(by_hand, dtype=torch.float32), is_feat=True)[0][-1]
+    assert features.shape == (40, model.feat_dim) and features.dtype == torch.float32
+    assert torch.allclose(features, expected, atol=1e-5)
+
+
+def test_features_accept_a_device_tensor_and_refuse_amp_on_cpu():
+    model = models.build_model("resnet8", 10)
+    images = torch.as_tensor(class_images(np.arange(8) % 4))
+    assert extract_features(model, images, MEAN, STD, "cpu").shape == (8, 64)
+    with pytest.raises(ValueError, match="CUDA"):
+        extract_features(model, images, MEAN, STD, "cpu", amp=True)
+
+
+# --------------------------------------------------------------------------- estimator accuracy
+
+@pytest.mark.parametrize("dim, true_mi", [(1, 0.5), (2, 1.0), (5, 2.0)])
+def test_gaussian_estimate_within_15_percent_of_truth(dim, true_mi):
+    x, y = gaussians(true_mi, dim)
+    result = mine.estimate_mi(x, y, iters=1000, **SMALL)
+    assert abs(result.estimate - true_mi) < 0.15 * true_mi
+    assert result.iterations == 1000 and result.curve.shape == (1000,) and result.skipped_steps == 0
+    assert result.smoothed()[-1].item() == pytest.approx(result.estimate, abs=1e-5)
+
+
+def test_independent_variables_estimate_near_zero():
+    x, y = gaussians(0.0, 2)
+    result = mine.estimate_mi(x, y, iters=600, **SMALL)
+    assert -0.05 < result.estimate < 0.08
+
+
+def test_ty_estimate_stays_below_log_classes():
+    # T determines Y exactly (balanced, 4 classes), so I(T;Y) = H(Y) = log 4: the DV
+    # bound must approach it from below and never exceed it by more than noise.
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(2000) % 4
+    features = torch.eye(4)[labels] * 3 + 0.3 * torch.randn(2000, 4, generator=generator)
+    result = mine.estimate_mi(features, torch.eye(4)[labels], iters=800, **SMALL)
+    assert 0.85 * math.log(4) < result.estimate < math.log(4) + 0.05
+
+
+def test_ty_of_a_tiny_checkpoint_does_not_exceed_log_classes():
+    torch.manual_seed(0)
+    classes = 10
+    labels = np.arange(600) % classes
+    features = extract_features(models.build_model("resnet8", classes), class_images(labels), MEAN, STD, "cpu")
+    one_hot = torch.eye(classes)[torch.as_tensor(labels)]
+    result = mine.estimate_mi(features, one_hot, iters=600, **SMALL)
+    # The images carry a class signal, so the features tell something about Y.
+    assert 0.1 < result.estimate < math.log(classes) + 0.05
+
+
+# --------------------------------------------------------------------------- batched critics
+
+def test_batched_critics_match_one_at_a_time():
+    problems = [(0.5, 2), (2.0, 2)]
+    pairs = [gaussians(mi, dim, seed=i) for i, (mi, dim) in enumerate(problems)]
+    batched = mine.estimate_mi_batched(torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs]),
+                                       iters=700, seed=5, **SMALL)
+    single = [mine.estimate_mi(x, y, iters=700, seed=5, **SMALL) for x, y in pairs]
+    for (true_mi, _), together, alone in zip(problems, batched, single):
+        assert abs(together.estimate - alone.estimate) < 0.08 * true_mi
+        assert abs(together.estimate - true_mi) < 0.15 * true_mi
+
+
+def test_shared_input_is_the_same_as_repeating_it():
+    x, y = gaussians(1.0, 2)
+    shared = mine.estimate_mi_batched(x, torch.stack([y, y]), iters=300, seed=3, **SMALL)
+    repeated = mine.estimate_mi_batched(torch.stack([x, x]), torch.stack([y, y]), iters=300, seed=3, **SMALL)
+    for a, b in zip(shared, repeated):
+        assert torch.allclose(a.curve, b.curve, atol=1e-4)
+    # Two copies with the same data but their own initialisation follow different curves.
+    assert not torch.allclose(shared[0].curve, shared[1].curve)
+
+
+def test_batches_pair_joint_rows_and_draw_without_replacement():
+    rows = torch.arange(100, dtype=torch.float32)[:, None]
+    generator = torch.Generator().manual_seed(0)
+    a_rows, b_rows = mine._draw_batches(rows, rows + 1000, torch.arange(100), 40, generator)
+    assert a_rows.shape == b_rows.shape == (80, 1)
+    assert torch.equal(a_rows[:40] + 1000, b_rows[:40])        # joint: the same rows
+    assert not torch.equal(a_rows[40:] + 1000, b_rows[40:])    # marginal: independent draws
+    for draw in (a_rows[:40], a_rows[40:], b_rows[40:]):
+        assert len(torch.unique(draw)) == 40
+
+
+# --------------------------------------------------------------------------- robustness
+
+def test_masked_adam_matches_torch_adam_and_skips_masked_copies():
+    torch.manual_seed(0)
+    start = torch.randn(3, 4, 5)
+    ours, reference = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    masked, adam = mine.MaskedAdam([ours], 0.01, 3), torch.optim.Adam([reference], lr=0.01)
+    for step in range(4):
+        grad = torch.randn(3, 4, 5)
+        ours.grad, reference.grad = grad.clone(), grad.clone()
+        masked.step(torch.ones(3, dtype=torch.bool))
+        adam.step()
+    assert torch.allclose(ours, reference, atol=1e-6)
+    before = ours.detach().clone()
+    moments = masked.exp_avg[0].clone()
+    ours.grad = torch.full((3, 4, 5), float("nan"))
+    masked.step(torch.tensor([True, False, True]))
+    assert torch.equal(ours[1], before[1]) and torch.equal(masked.exp_avg[0][1], moments[1])
+    assert masked.steps.tolist() == [5, 4, 5]
+
+
+def test_nonfinite_rows_skip_steps_and_keep_the_moving_average_finite():
+    x, y = gaussians(1.0, 2)
+    x[7] = float("inf")  # every batch that draws row 7 gives a non-finite loss
+    result = mine.estimate_mi(x, y, iters=600, **SMALL)
+    assert result.iterations == 600
+    assert 0 < result.skipped_steps < 600
+    assert math.isfinite(result.moving_average) and result.moving_average > 0
+    assert torch.isnan(result.curve).sum() == result.skipped_steps
+    assert abs(result.estimate - 1.0) < 0.2
+
+
+def test_amp_is_refused_off_cuda_and_bad_shapes_are_named():
+    x, y = gaussians(1.0, 1, rows=300)
+    with pytest.raises(ValueError, match="CUDA"):
+        mine.estimate_mi(x, y, iters=10, amp=True, **SMALL)
+    with pytest.raises(ValueError, match="batch size 256 exceeds"):
+        mine.estimate_mi(x[:200], y[:200], iters=10, **SMALL)
+    with pytest.raises(ValueError, match="disagree"):
+        mine.estimate_mi_batched(torch.stack([x, x]), torch.stack([y, y, y]), iters=10, **SMALL)
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+def noisy(values, seed=0):
+    return torch.as_tensor(values, dtype=torch.float32) + 0.05 * torch.randn(len(values), generator=torch.Generator().manual_seed(seed))
+
+
+def test_diagnostics_tell_converged_rising_and_diverging_apart():
+    flat = mine.convergence_diagnostics(noisy([1.0] * 2000), window=500)
+    rising = mine.convergence_diagnostics(noisy(np.linspace(0.2, 1.0, 2000)), window=500)
+    falling = mine.convergence_diagnostics(noisy(np.linspace(1.0, 0.5, 2000)), window=500)
+    broken = noisy([1.0] * 2000)
+    broken[-3] = float("nan")
+    assert flat["status"] == "converged" and abs(flat["rel_change"]) < 0.02
+    assert rising["status"] == "rising" and rising["rel_change"] > 0.1
+    assert falling["status"] == "diverging" and falling["rel_change"] < -0.1
+    assert mine.convergence_diagnostics(broken, window=500)["status"] == "diverging"
+    assert len(flat["window_means"]) == 4 and flat["window_means"][-1] == pytest.approx(1.0, abs=0.01)
+
+
+def test_trailing_mean_ignores_skipped_steps():
+    curve = torch.tensor([1.0, float("nan"), 3.0, 5.0, 7.0])
+    assert mine.trailing_mean(curve, 2).tolist() == [1.0, 1.0, 3.0, 4.0, 6.0]
+
+
+def test_early_stop_ends_a_plateaued_run_and_is_off_by_default():
+    x, y = gaussians(1.0, 2)
+    stopped = mine.estimate_mi(x, y, iters=4000, early_stop=True, **{**SMALL, "average_last": 150})
+    assert stopped.iterations < 4000 and stopped.diagnostics["stopped_early"]
+    assert stopped.iterations % 150 == 0
+    assert abs(stopped.estimate - 1.0) < 0.15
+    checks = []
+    full = mine.estimate_mi(x, y, iters=450, on_check=lambda done, curve: checks.append((done, curve.shape)),
+                            **{**SMALL, "average_last": 150})
+    assert full.iterations == 450 and not full.diagnostics["stopped_early"]
+    assert checks == [(150, (150, 1)), (300, (300, 1))]
+
+
+def test_heldout_estimate_uses_rows_kept_out_of_training():
+    train_rows, heldout_rows = mine._split_rows(1000, 0.25, torch.Generator().manual_seed(0), "cpu")
+    assert len(heldout_rows) == 250 and len(train_rows) == 750
+    assert sorted(torch.cat((train_rows, heldout_rows)).tolist()) == list(range(1000))
+    x, y = gaussians(1.0, 2)
+    result = mine.estimate_mi(x, y, iters=800, eval_fraction=0.25, **SMALL)
+    assert abs(result.heldout_estimate - 1.0) < 0.2
+    assert result.diagnostics["heldout_gap"] == pytest.approx(result.estimate - result.heldout_estimate)
+    assert mine.estimate_mi(x, y, iters=20, **SMALL).heldout_estimate is None
+
+
+# --------------------------------------------------------------------------- calibration helpers
+
+def test_gaussian_truth_and_sampler_agree():
+    assert mine.gaussian_mi(1, 0.5) == pytest.approx(-0.5 * math.log(0.75))
+    assert mine.gaussian_mi(3, mine.rho_for_mi(1.7, 3)) == pytest.approx(1.7)
+    x, y = mine.correlated_gaussians(20000, 2, 0.6, generator=torch.Generator().manual_seed(0))
+    correlation = np.corrcoef(x[:, 1].numpy(), y[:, 1].numpy())[0, 1]
+    assert correlation == pytest.approx(0.6, abs=0.02) and y.std().item() == pytest.approx(1.0, abs=0.03)
