@@ -1,0 +1,109 @@
+"""Train-step variants: the captured SGD update, flag combinations, multi-process training."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fakedata
+import train_vanilla
+import util
+from helper.steps import GraphedTrainStep, Precision, sgd_update
+from models import build_model
+from tests.conftest import ROOT
+
+
+def test_sgd_update_is_torch_sgd_with_a_tensor_lr():
+    torch.manual_seed(0)
+    reference = build_model("resnet8", 10)
+    ours = build_model("resnet8", 10)
+    ours.load_state_dict(reference.state_dict())
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    params = list(ours.parameters())
+    buffers = [torch.zeros_like(p) for p in params]
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    for lr in (0.05, 0.03, 0.01):   # the lr changes between steps, as between epochs
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for model in (reference, ours):
+            model.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        sgd_update(params, buffers, torch.tensor(lr), 0.9, 5e-4)
+    for a, b in zip(reference.parameters(), params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    for p, buffer in zip(reference.parameters(), buffers):
+        torch.testing.assert_close(optimizer.state[p]["momentum_buffer"], buffer, rtol=1e-5, atol=1e-7)
+
+
+def test_cuda_graph_refuses_what_it_cannot_do():
+    optimizer = torch.optim.SGD(build_model("resnet8", 10).parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        GraphedTrainStep(optimizer, Precision("cpu"), 64)
+
+
+@pytest.fixture
+def cifar_dir(tmp_path, monkeypatch):
+    fakedata.write_cifar100(tmp_path / "data", n_train=96, n_test=32)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+BASE = ["--epochs", "1", "--model", "resnet8", "--batch_size", "32", "--num_workers", "0", "--save_freq", "1"]
+
+
+@pytest.mark.parametrize("flags", [
+    ["--loader", "gpu", "--channels_last"],
+    ["--loader", "torch", "--amp", "bf16", "--no-cudnn_benchmark", "--no-tf32"],
+    ["--loader", "gpu", "--amp", "bf16", "--channels_last", "--aug", "mine"],
+])
+def test_speed_flags_combine_on_the_cpu(cifar_dir, flags):
+    train_vanilla.main(BASE + flags + ["--note", "-".join(f.strip("-") for f in flags)])
+    run = next((cifar_dir / "save/model").iterdir())
+    ckpt = util.load_checkpoint(run / "ckpt_epoch_1.pth")
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_unsupported_flags_say_so_in_one_line(cifar_dir):
+    with pytest.raises(util.UserError, match="--cuda_graph needs a CUDA device"):
+        train_vanilla.main(BASE + ["--cuda_graph"])
+    with pytest.raises(util.UserError, match="'auto'.*torch DataLoader"):
+        train_vanilla.main(BASE + ["--loader", "gpu", "--aug", "auto"])
+    assert not (cifar_dir / "save/model").exists() or not any((cifar_dir / "save/model").rglob("*.pth"))
+
+
+def test_fast_loader_matches_the_plain_one_without_augmentation(cifar_dir):
+    """Same seed, no augmentation, one batch per epoch: both loaders give the same model."""
+    states = []
+    for loader in ("torch", "gpu"):
+        train_vanilla.main(["--epochs", "2", "--model", "resnet8", "--batch_size", "96", "--num_workers", "0",
+                            "--aug", "mine", "--loader", loader, "--note", loader, "--save_freq", "2"])
+        states.append(util.load_checkpoint(next(cifar_dir.glob(f"save/model/*_{loader}")) / "ckpt_epoch_2.pth"))
+    for key, value in states[0]["model"].items():
+        torch.testing.assert_close(states[1]["model"][key], value, rtol=1e-4, atol=1e-5)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_gloo_run_saves_from_rank_zero_and_loads_into_a_plain_model(cifar_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(_free_port()), str(ROOT / "train_vanilla.py"), *BASE, "--epochs", "2", "--device", "cpu",
+               "--note", "ddp"]
+    result = subprocess.run(command, cwd=cifar_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # only rank 0 prints: one ' * Acc@1' line per train epoch and per test pass
+    assert result.stdout.count(" * Acc@1") == 4
+    run = cifar_dir / "save/model/resnet8_cifar100_lr_0.05_trial_0_ddp"
+    assert {"ckpt_epoch_1.pth", "ckpt_epoch_2.pth", "resnet8_last.pth"} <= {p.name for p in run.glob("*.pth")}
+    model = build_model("resnet8", 100)
+    model.load_model(run / "ckpt_epoch_2.pth")   # no 'module.' prefix left in what rank 0 saved
+    assert not any(k.startswith("module.") for k in util.load_checkpoint(run / "ckpt_epoch_2.pth")["model"])
+    # 96 images, global batch 32 split over 2 processes: each runs 3 steps of 16 per epoch
+    assert int(util.load_checkpoint(run / "ckpt_epoch_2.pth")["model"]["bn1.num_batches_tracked"]) == 6
