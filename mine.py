@@ -279,6 +279,7 @@ def calibrate(args, device):
                                        hidden_size=args.hidden_size, seed=args.seed, amp=args.amp,
                                        eval_fraction=args.eval_fraction, early_stop=args.early_stop)
     seconds = time.time() - started
+    # The smoothed estimate (mean of the last 500 bounds) after a quarter, half and all of the iterations.
     marks = sorted({max(1, args.iter_num * q // 4) for q in (1, 2, 4)})
     print(f"MINE calibration: correlated Gaussians, dim {args.dim}, {args.calibrate_rows} rows, lr {args.lr}, "
           f"batch {args.batch_size}, hidden {args.hidden_size}, {args.iter_num} iterations, {seconds:.1f} s on {device}")
@@ -287,19 +288,24 @@ def calibrate(args, device):
     for rho, truth, result in zip(rhos, truths, results):
         smoothed = result.smoothed()
         at_marks = [float(smoothed[m - 1]) if m <= result.iterations else float("nan") for m in marks]
-        error = (result.estimate - truth) / truth if truth else float("nan")
+        error = (result.estimate - truth) / truth
         heldout = "" if result.heldout_estimate is None else f"{result.heldout_estimate:.4f}"
         print(" ".join([f"{truth:8.4f}", f"{rho:7.4f}"] + [f"{value:9.4f}" for value in at_marks]
                        + [f"{error:+8.1%}", f"{heldout:>9}", result.diagnostics["status"]]), flush=True)
         if args.results:
-            store_result(Path(args.results), {
-                "epoch": None, "mode": "calibrate", "dataset": f"gaussian_dim{args.dim}_rho{rho:.6g}",
-                "true_mi": truth, "estimate": result.estimate, "estimate_at": dict(zip(map(str, marks), at_marks)),
-                "heldout_estimate": result.heldout_estimate, "iterations": result.iterations,
-                "iter_num": args.iter_num, "lr": args.lr, "batch_size": args.batch_size,
-                "hidden_size": args.hidden_size, "rows": args.calibrate_rows, "seed": args.seed,
-                "status": result.diagnostics["status"], "seconds": round(seconds / len(results), 3),
-                "device": str(device), "diagnostics": result.diagnostics})
+            with locked(Path(args.results)):  # calibration rows accumulate: one per problem and setting
+                util.append_result(args.results, calibration_row(args, rho, truth, result, marks, at_marks,
+                                                                 seconds / len(results), device))
+
+
+def calibration_row(args, rho, truth, result, marks, at_marks, seconds, device):
+    return {"mode": "calibrate", "problem": "gaussian", "dim": args.dim, "rho": rho, "true_mi": truth,
+            "estimate": result.estimate, "estimate_at": dict(zip(map(str, marks), at_marks)),
+            "heldout_estimate": result.heldout_estimate, "status": result.diagnostics["status"],
+            "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,
+            "batch_size": args.batch_size, "hidden_size": args.hidden_size, "rows": args.calibrate_rows,
+            "seed": args.seed, "amp": args.amp, "eval_fraction": args.eval_fraction,
+            "seconds": round(seconds, 3), "device": str(device), "diagnostics": result.diagnostics}
 
 
 def calibration_problems(args):

@@ -99,8 +99,9 @@ class BatchedCritic(torch.nn.Module):
 class MaskedAdam:
     """torch.optim.Adam's update (default betas and eps) for parameters whose dim 0 is the copy.
 
-    `step(ok)` updates only copies with ok[k]: a copy whose loss was non-finite keeps its
-    weights, moments and step count, as if that iteration had not happened.
+    `step(ok)` updates only copies with ok[k] and finite gradients, and returns that mask:
+    any other copy keeps its weights, moments and step count, as if the iteration had not
+    happened.
     """
 
     def __init__(self, params, lr, copies):
@@ -116,6 +117,8 @@ class MaskedAdam:
     @torch.no_grad()
     def step(self, ok):
         beta1, beta2 = ADAM_BETAS
+        for param in self.params:
+            ok = ok & torch.isfinite(param.grad).flatten(1).all(dim=1)
         self.steps += ok
         started = self.steps > 0  # a copy that never took a step must not divide by 1 - beta**0 = 0
         bias1 = torch.where(started, 1 - beta1 ** self.steps, 1.0)
@@ -129,6 +132,7 @@ class MaskedAdam:
             exp_avg_sq.mul_(keep2.view(shape)).addcmul_(grad, grad, value=1 - beta2)
             denom = exp_avg_sq.sqrt().div_(bias2_sqrt.view(shape)).add_(ADAM_EPS)
             param.sub_(exp_avg.div(denom).mul_(step_size.view(shape)))
+        return ok
 
 
 # --------------------------------------------------------------------------- estimation
@@ -142,8 +146,7 @@ def estimate_mi(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, **options
 
 
 def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, average_last=AVERAGE_LAST,
-                        seed=0, amp=False, eval_fraction=0.0, early_stop=False, tolerance=TOLERANCE,
-                        on_check=None):
+                        seed=0, amp=False, eval_fraction=0.0, early_stop=False, tolerance=TOLERANCE):
     """Train one critic per copy and return a MineResult per copy.
 
     a, b: row-aligned tensors on the device where the work runs, each either [N, d]
@@ -154,9 +157,8 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
     eval_fraction: hold out this fraction of rows; the critic never trains on them and
     the DV bound on them is reported as `heldout_estimate`.
     early_stop: end a copy's training once its smoothed estimate has been flat for two
-    consecutive windows of `average_last` iterations (see convergence_diagnostics).
-    on_check(iteration, curve): called with the curve so far [iteration, K] (on the CPU)
-    every `average_last` iterations when given or when early_stop is on; the only host syncs.
+    consecutive windows of `average_last` iterations (see convergence_diagnostics); it
+    reads the curve back once per window, the only host sync inside the loop.
     """
     copies, rows, device = _check_inputs(a, b)
     if amp and device.type != "cuda":
@@ -180,17 +182,14 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
         ok = torch.isfinite(loss) & active
         optimizer.zero_grad()
         torch.where(ok, loss, 0.0).sum().backward()
-        optimizer.step(ok)
+        ok = optimizer.step(ok)
         log_ma = torch.where(ok, log_ma_next, log_ma)
         curve[iteration] = torch.where(ok, bound.detach(), float("nan"))
         done = iteration + 1
-        if (early_stop or on_check) and done % window == 0 and done < iters:
-            so_far = curve[:done].cpu()
-            if on_check:
-                on_check(done, so_far)
-            if early_stop and _stop_flat_copies(so_far, window, tolerance, active, stopped_at, done):
+        if early_stop and done % window == 0 and done < iters:
+            if _stop_flat_copies(curve[:done].cpu(), window, tolerance, active, stopped_at, done):
                 break
-    heldout = _heldout_estimates(critic, a, b, heldout_rows, batch_size, amp)
+    heldout = _heldout_estimates(critic, a, b, heldout_rows, batch_size, amp, generator)
     curve, log_ma = curve.cpu(), log_ma.cpu()
     return [_result(curve[:stopped_at[k], k], stopped_at[k] < iters, log_ma[k], heldout[k], window, tolerance)
             for k in range(copies)]
@@ -260,11 +259,11 @@ def _stop_flat_copies(curve, window, tolerance, active, stopped_at, done):
 
 
 @torch.no_grad()
-def _heldout_estimates(critic, a, b, heldout_rows, batch_size, amp):
+def _heldout_estimates(critic, a, b, heldout_rows, batch_size, amp, generator):
     """Per copy: DV bound on the held-out rows, joint pairs vs the same rows with b shuffled."""
     if len(heldout_rows) == 0:
         return [None] * critic.copies
-    shuffled = heldout_rows[torch.randperm(len(heldout_rows), device=heldout_rows.device)]
+    shuffled = heldout_rows[torch.randperm(len(heldout_rows), generator=generator, device=heldout_rows.device)]
     joint, marginal = [], []
     for start in range(0, len(heldout_rows), batch_size):
         index = heldout_rows[start:start + batch_size]

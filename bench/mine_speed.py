@@ -1,0 +1,141 @@
+"""ms per MINE iteration: a reference-style loop vs helper/mine.py, same shapes, same process.
+
+    python bench/mine_speed.py                  # full I(X;T) shapes of CIFAR-100 (GPU)
+    python bench/mine_speed.py --size small     # reduced shapes that a CPU gets through
+
+Reference style (SPEC 8): the data [N, 3072 + 512] lives on the host as numpy; each
+iteration draws the joint and marginal batches with numpy, copies them to the device,
+and keeps a moving average that is never detached; the bound is read back every
+iteration. Ours: data on the device, device-side draws, a detached moving average,
+no host sync per iteration, and optionally several checkpoints in one batched run.
+Both run the same critic (3584 -> h -> h -> h -> 1) with Adam at the same batch size.
+Results and the machine they came from are recorded in bench/BENCHMARKS.md ("MINE").
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helper import mine  # noqa: E402
+
+SIZES = {  # rows, x_dim, t_dim, batch, hidden
+    "full": (10000, 3072, 512, 5000, 1024),
+    "small": (2000, 3072, 512, 500, 256),
+}
+LR = 8e-5
+
+
+class ReferenceCritic(nn.Module):
+    def __init__(self, input_size, hidden):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(input_size, hidden), nn.Linear(hidden, hidden)
+        self.fc3, self.fc4 = nn.Linear(hidden, hidden), nn.Linear(hidden, 1)
+        for layer in (self.fc1, self.fc2, self.fc3):
+            nn.init.normal_(layer.weight, std=0.02)
+            nn.init.constant_(layer.bias, 0)
+
+    def forward(self, x):
+        return self.fc4(torch.relu(self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))))
+
+
+def numpy_batch(data, x_dim, batch, joint):
+    first = np.random.choice(len(data), size=batch, replace=False)
+    if joint:
+        return data[first]
+    second = np.random.choice(len(data), size=batch, replace=False)
+    return np.concatenate([data[first][:, :x_dim], data[second][:, x_dim:]], axis=1)
+
+
+def reference_ms(data, x_dim, batch, hidden, iters, device):
+    critic = ReferenceCritic(data.shape[1], hidden).to(device)
+    optimizer = torch.optim.Adam(critic.parameters(), lr=LR)
+    moving_average, bounds = 1.0, []
+
+    def step():
+        nonlocal moving_average
+        joint = torch.from_numpy(numpy_batch(data, x_dim, batch, True)).to(device)
+        marginal = torch.from_numpy(numpy_batch(data, x_dim, batch, False)).to(device)
+        t_joint, exp_marginal = critic(joint), torch.exp(critic(marginal))
+        bound = torch.mean(t_joint) - torch.log(torch.mean(exp_marginal))
+        moving_average = 0.99 * moving_average + 0.01 * torch.mean(exp_marginal)  # never detached
+        loss = -(torch.mean(t_joint) - torch.log(torch.mean(exp_marginal))
+                 * torch.mean(exp_marginal).detach() / moving_average.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        bounds.append(bound.detach().cpu().numpy())
+
+    return timed(step, iters, device)
+
+
+def ours_ms(x, t, batch, hidden, iters, device, amp):
+    """ms per iteration per checkpoint; t is [K, N, d] for K checkpoints sharing x."""
+    def run(count):
+        mine.estimate_mi_batched(x, t, iters=count, lr=LR, batch_size=batch, hidden_size=hidden, amp=amp)
+    # Whole calls: time a short and a long run and keep the difference, which cancels set-up costs.
+    warm = max(2, iters // 5)
+    run(warm)
+    short = timed_once(lambda: run(warm), device)
+    long = timed_once(lambda: run(warm + iters), device)
+    return (long - short) / iters / t.shape[0]
+
+
+def timed(step, iters, device):
+    for _ in range(max(2, iters // 5)):
+        step()
+    return timed_once(lambda: [step() for _ in range(iters)], device) / iters
+
+
+def timed_once(work, device):
+    synchronize(device)
+    started = time.perf_counter()
+    work()
+    synchronize(device)
+    return (time.perf_counter() - started) * 1000
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=SIZES, default="full", help="full: CIFAR-100 I(X;T) shapes; small: for a CPU")
+    parser.add_argument("--iters", type=int, default=None, help="timed iterations (default 50 full, 20 small)")
+    parser.add_argument("--batch_ckpts", type=int, default=4, help="checkpoints in the batched run of ours")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true", help="also time ours with bf16 autocast (CUDA)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    rows, x_dim, t_dim, batch, hidden = SIZES[args.size]
+    iters = args.iters or (50 if args.size == "full" else 20)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # both loops, as in the paper's environment (SPEC 9)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    x = torch.randn(rows, x_dim)
+    t = torch.randn(args.batch_ckpts, rows, t_dim)
+    host_data = np.concatenate([x.numpy(), t[0].numpy()], axis=1)
+    x_device, t_device = x.to(device), t.to(device)
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"MINE I(X;T) iteration, {rows} rows, X {x_dim} + T {t_dim}, batch {batch}, hidden {hidden}, "
+          f"{iters} timed iterations, {name}, torch {torch.__version__}")
+    reference = reference_ms(host_data, x_dim, batch, hidden, iters, device)
+    timings = [("reference style (numpy draws, host copies, graph-growing average)", reference)]
+    variants = [(1, False), (args.batch_ckpts, False)] + ([(1, True), (args.batch_ckpts, True)] if args.amp else [])
+    for copies, amp in variants:
+        label = f"ours, {copies} checkpoint{'s' if copies > 1 else ''} per run{', bf16' if amp else ''} (per checkpoint)"
+        timings.append((label, ours_ms(x_device, t_device[:copies], batch, hidden, iters, device, amp)))
+    for label, ms in timings:
+        print(f"{label:<75} {ms:9.2f} ms/iter  {reference / ms:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()
