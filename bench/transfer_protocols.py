@@ -1,0 +1,133 @@
+"""How far the fast transfer protocols (adabn, frozen) land from the paper's (train_bn), on real images.
+
+    python bench/transfer_protocols.py            # a few CPU minutes
+
+CIFAR-10 JPEG images (../shared/data/cifar10-jpg.tar.gz) are split into two disjoint
+5-class tasks: source airplane automobile bird cat deer, target dog frog horse ship
+truck. A small model is trained on the source half with train_vanilla.py, saving every
+epoch, and transfer.py probes every checkpoint with each protocol. Prints a markdown
+table of best test accuracy per checkpoint and protocol, and the gaps to train_bn.
+Only the needed images are extracted, into a temporary folder.
+"""
+import argparse
+import math
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from scipy.stats import spearmanr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import util  # noqa: E402
+from helper.transfer import PROTOCOLS  # noqa: E402
+
+ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
+TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")
+MEMBER = re.compile(r"^(train|test)/([a-z]+)/(\d+)\.jpg$")
+
+
+def parse_option():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--archive", default=str(ARCHIVE))
+    add("--train_per_class", type=int, default=500)
+    add("--test_per_class", type=int, default=200)
+    add("--model", default="resnet8")
+    add("--source_epochs", type=int, default=6)
+    add("--probe_epochs", type=int, default=10, help="target epochs (the paper: 30)")
+    add("--probe_batch", type=int, default=128, help="probe batch size (the paper: 512 on 90k images)")
+    add("--device", default="cpu")
+    add("--workdir", default=None, help="keep the extracted images and runs here (default: a temporary folder)")
+    return parser.parse_args()
+
+
+def extract(archive, workdir, train_per_class, test_per_class):
+    """workdir/source and workdir/target, each with train/ and test/ of its 5 classes."""
+    limits = {"train": train_per_class, "test": test_per_class}
+    task_of = {**{name: "source" for name in SOURCE_CLASSES}, **{name: "target" for name in TARGET_CLASSES}}
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            match = MEMBER.match(member.name)
+            if not match or not member.isfile():
+                continue
+            split, name, number = match.group(1), match.group(2), int(match.group(3))
+            if number < limits[split]:
+                path = Path(workdir) / task_of[name] / split / name / f"{number:04d}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(tar.extractfile(member).read())
+
+
+def run(command, cwd):
+    started = time.time()
+    done = subprocess.run([sys.executable, *command], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command[:1])} failed:\n{done.stderr[-3000:]}")
+    return time.time() - started
+
+
+def main():
+    args = parse_option()
+    if not Path(args.archive).is_file():
+        sys.exit(f"{args.archive} not found: this benchmark needs the CIFAR-10 JPEG archive described in "
+                 f"../shared/data/README.md")
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(args.workdir or scratch).resolve()
+        extract(args.archive, workdir, args.train_per_class, args.test_per_class)
+        source, target = f"folder:{workdir / 'source'}", f"folder:{workdir / 'target'}"
+        train_seconds = run([str(ROOT / "train_vanilla.py"), "--dataset", source, "--model", args.model,
+                             "--epochs", str(args.source_epochs), "--save_freq", "1", "--num_workers", "0",
+                             "--note", "protocols", "--device", args.device, "--print_freq", "1000"], workdir)
+        run_name = util.vanilla_run_name(args.model, source, 0.05, "0", "protocols")
+        run_folder = workdir / util.model_folder(run_name)
+        for protocol in PROTOCOLS:
+            run([str(ROOT / "transfer.py"), "--source_dataset", source, "--target_dataset", target,
+                                     "--model", args.model, "--ckpt_path", str(run_folder), "--start_epoch", "1",
+                                     "--skip", "1", "--epoch", str(args.probe_epochs), "--batch", str(args.probe_batch),
+                                     "--protocol", protocol, "--device", args.device], workdir)
+        report(args, run_folder, train_seconds)
+
+
+def report(args, run_folder, train_seconds):
+    rows = {protocol: {row["epoch"]: row for row in util.read_results(run_folder / f"transfer_folder-target_{protocol}.jsonl")}
+            for protocol in PROTOCOLS}
+    source_acc = {int(row["epoch"]): float(row["test_top1"]) for row in util.read_csv(run_folder / "metrics.csv")}
+    print(f"{args.model}, source {args.train_per_class}/{args.test_per_class} images per class x 5 classes, "
+          f"{args.source_epochs} source epochs ({train_seconds:.0f} s); probe {args.probe_epochs} epochs, "
+          f"batch {args.probe_batch}, lr 0.4, wd 5e-4; device {args.device}\n")
+    print("| source epoch | source test acc | train_bn | adabn (gap) | frozen (gap) |")
+    print("|---|---|---|---|---|")
+    gaps = {"adabn": [], "frozen": []}
+    for epoch in sorted(rows["train_bn"]):
+        reference = rows["train_bn"][epoch]["best_acc"]
+        cells = [f"{epoch}", f"{source_acc.get(epoch, float('nan')):.1f}%", f"{100 * reference:.1f}%"]
+        for protocol in ("adabn", "frozen"):
+            best = rows[protocol][epoch]["best_acc"]
+            gaps[protocol].append(100 * (best - reference))
+            cells.append(f"{100 * best:.1f}% ({gaps[protocol][-1]:+.1f})")
+        print("| " + " | ".join(cells) + " |")
+    seconds = {protocol: sum(row["seconds"] for row in by_epoch.values()) / len(by_epoch)
+               for protocol, by_epoch in rows.items()}
+    epochs = sorted(rows["train_bn"])
+    reference_curve = [rows["train_bn"][epoch]["best_acc"] for epoch in epochs]
+    print("\n| protocol | mean gap to train_bn (points) | largest gap | rank correlation with train_bn over "
+          "checkpoints | seconds per checkpoint |")
+    print("|---|---|---|---|---|")
+    print(f"| train_bn | 0 | 0 | 1 | {seconds['train_bn']:.1f} |")
+    for protocol, values in gaps.items():
+        rho = spearmanr(reference_curve, [rows[protocol][epoch]["best_acc"] for epoch in epochs]).statistic
+        print(f"| {protocol} | {sum(values) / len(values):+.2f} | {max(values, key=abs):+.1f} | {rho:.2f} "
+              f"| {seconds[protocol]:.1f} |")
+    tested = 5 * args.test_per_class
+    p = sum(reference_curve) / len(reference_curve)
+    print(f"\nOne accuracy on {tested} test images has a binomial standard error of "
+          f"{100 * math.sqrt(p * (1 - p) / tested):.1f} points at {100 * p:.0f}%.")
+
+if __name__ == "__main__":
+    main()

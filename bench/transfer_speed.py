@@ -1,0 +1,135 @@
+"""Wall time of one checkpoint's linear transfer: train_bn vs adabn vs frozen vs a reference-style probe.
+
+    python bench/transfer_speed.py                        # CPU-sized: resnet8, 4k + 4k images, 3 epochs
+    python bench/transfer_speed.py --model resnext32_16x4d --train 90000 --test 90000 --epochs 30 \
+        --device cuda                                     # the paper's setting on a CINIC-10-sized target
+
+Data are random uint8 images (speed does not depend on their content). The three
+protocols run in full. The reference-style probe -- a torch DataLoader with PIL
+transforms and 2 workers, the network in train() mode, backward through the whole
+network, only the Linear updated -- is timed for --reference_batches batches of each
+split and extrapolated to the full per-checkpoint work, since at the paper's size it
+takes ~19 minutes. Ratios are against that estimate and against train_bn, all measured
+in this process.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import util  # noqa: E402
+from dataset.arrays import ArrayDataset, make_transform  # noqa: E402
+from helper.transfer import PROTOCOLS, ProbeSettings, TargetData, new_classifier, run_probe  # noqa: E402
+from models import build_model  # noqa: E402
+
+MEAN, STD = (0.47889522, 0.47227842, 0.43047404), (0.24205776, 0.23828046, 0.25874835)
+
+
+def parse_option():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--model", default="resnet8")
+    add("--source_classes", type=int, default=100)
+    add("--target_classes", type=int, default=10)
+    add("--train", type=int, default=4000, help="target training images")
+    add("--test", type=int, default=4000, help="target test images")
+    add("--epochs", type=int, default=3, help="target epochs")
+    add("--batch", type=int, default=512)
+    add("--reference_batches", type=int, default=6, help="batches per split timed on the reference-style path")
+    add("--num_workers", type=int, default=2, help="DataLoader workers of the reference-style path")
+    add("--device", default="auto")
+    return parser.parse_args()
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_target(args, device):
+    generator = torch.Generator().manual_seed(0)
+
+    def split(count):
+        images = torch.randint(0, 256, (count, 32, 32, 3), dtype=torch.uint8, generator=generator)
+        return images.to(device), torch.randint(0, args.target_classes, (count,), generator=generator).to(device)
+
+    return TargetData("random", args.target_classes, MEAN, STD, *split(args.train), *split(args.test))
+
+
+def time_protocol(args, target, protocol, device):
+    model = build_model(args.model, args.source_classes).to(device)
+    settings = ProbeSettings(epochs=args.epochs, batch_size=args.batch)
+    synchronize(device)
+    started = time.perf_counter()
+    run_probe(model, target, protocol, settings)
+    synchronize(device)
+    return time.perf_counter() - started
+
+
+def reference_style_seconds(args, target, device):
+    """Seconds per checkpoint of the reference's probe, extrapolated from a few timed batches per split."""
+    model = build_model(args.model, args.source_classes).to(device)
+    model.set_classifier(new_classifier(model.feat_dim, args.target_classes, 0).to(device))
+    optimizer = torch.optim.SGD(model.get_classifier().parameters(), lr=0.4, momentum=0.9, weight_decay=5e-4)
+    transform = make_transform(False, "mine", MEAN, STD)
+
+    def loader(images, labels, shuffle):
+        data = ArrayDataset(images.cpu().numpy(), labels.cpu().numpy(), transform)
+        return torch.utils.data.DataLoader(data, batch_size=args.batch, shuffle=shuffle, num_workers=args.num_workers,
+                                           pin_memory=device.type == "cuda")
+
+    def train_step(images, labels):
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def eval_step(images, labels):
+        with torch.no_grad():
+            (model(images).argmax(1) == labels).sum().item()
+
+    seconds_per_image = {}
+    for name, images, labels, step, mode in (("train", target.train_images, target.train_labels, train_step, True),
+                                             ("test", target.test_images, target.test_labels, eval_step, False)):
+        model.train(mode)
+        timed = count = 0
+        for number, (x, y) in enumerate(loader(images, labels, shuffle=mode)):
+            if number > args.reference_batches:
+                break
+            started = time.perf_counter()
+            step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+            synchronize(device)
+            if number > 0:  # the first batch also pays for starting the workers
+                timed += time.perf_counter() - started
+                count += len(y)
+        seconds_per_image[name] = timed / max(count, 1)
+    return args.epochs * (args.train * seconds_per_image["train"] + args.test * seconds_per_image["test"])
+
+
+def main():
+    args = parse_option()
+    device = util.pick_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    target = random_target(args, device)
+    print(f"{args.model}, {args.train} + {args.test} images, {args.epochs} epochs, batch {args.batch}, "
+          f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    time_protocol(args, target, "frozen", device)  # warm-up: allocator, cudnn autotuning
+    reference = reference_style_seconds(args, target, device)
+    seconds = {protocol: time_protocol(args, target, protocol, device) for protocol in PROTOCOLS}
+    # "speed vs X" = X's seconds / this probe's seconds: 2.0 means twice as fast as X.
+    print(f"{'probe':<26}{'s/checkpoint':>14}{'speed vs reference':>20}{'speed vs train_bn':>19}")
+    print(f"{'reference-style (est.)':<26}{reference:>14.2f}{1.0:>20.2f}{seconds['train_bn'] / reference:>19.2f}")
+    for protocol in PROTOCOLS:
+        print(f"{protocol:<26}{seconds[protocol]:>14.2f}{reference / seconds[protocol]:>20.1f}"
+              f"{seconds['train_bn'] / seconds[protocol]:>19.1f}")
+
+
+if __name__ == "__main__":
+    main()

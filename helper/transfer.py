@@ -1,0 +1,252 @@
+"""Linear transfer of one checkpoint (SPEC 7): a new Linear on a frozen backbone, three protocols.
+
+    train_bn  the paper's protocol and the default. The network stays in train() mode while
+              only the new layer learns, so BatchNorm normalises with batch statistics and
+              its running statistics drift to the target data; the test pass after each
+              target epoch is in eval() mode and uses those drifted statistics. The backbone
+              is frozen, so it runs under no_grad: same numbers as backpropagating through
+              it (nothing but the Linear is updated), far less work.
+    adabn     BatchNorm statistics re-estimated on the target training data in one pass
+              (a cumulative average over batches), then frozen; features computed once for
+              both splits and the Linear trained on them with the same optimizer settings.
+    frozen    eval-mode features with the source statistics, computed once, same training.
+
+BatchNorm mode is what separates them (MoCo's linear probe keeps the backbone in eval()
+for exactly this reason): under train_bn the "frozen" backbone's normalisation changes
+every step, so its features are not fixed and cannot be cached. adabn and frozen cache
+features and run ~100x faster; bench/BENCHMARKS.md says how far their numbers land.
+
+Accuracies are fractions in [0, 1], computed as correct / total in Python floats, the
+way the reference prints them.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dataset import DeviceLoader, dataset_info, load_arrays
+from helper.features import extract_features
+
+PROTOCOLS = ("train_bn", "adabn", "frozen")
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    epochs: int = 30            # target epochs
+    lr: float = 0.4             # SGD, cosine-annealed to 0 over `epochs`, stepped once per epoch
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 512
+
+
+@dataclass
+class TargetData:
+    """Both splits of a target data set as uint8 NHWC tensors on the probe's device.
+
+    Normalisation uses the target's own mean/std, as the reference's target loader does.
+    """
+    name: str
+    num_classes: int
+    mean: tuple
+    std: tuple
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+    def loader(self, split, batch_size, shuffle=False, generator=None):
+        images, labels = (self.train_images, self.train_labels) if split == "train" else (self.test_images, self.test_labels)
+        # train=False: the reference probes without augmentation, on either split.
+        return DeviceLoader(images, labels, batch_size, self.mean, self.std, images.device,
+                            train=False, shuffle=shuffle, generator=generator)
+
+
+def load_target(name, root, device):
+    """TargetData of data set `name` ('train' split to fit, evaluation split to test)."""
+    info = dataset_info(name)
+    arrays = {split: load_arrays(name, root, split) for split in ("train", "test")}
+
+    def to_device(array, dtype):
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype).to(device)
+
+    return TargetData(info.name, info.num_classes, tuple(info.mean), tuple(info.std),
+                      to_device(arrays["train"][0], torch.uint8), to_device(arrays["train"][1], torch.int64),
+                      to_device(arrays["test"][0], torch.uint8), to_device(arrays["test"][1], torch.int64))
+
+
+@dataclass
+class ProbeResult:
+    acc_per_epoch: list         # test accuracy after each target epoch
+
+    @property
+    def best_acc(self):
+        return max(self.acc_per_epoch)
+
+    @property
+    def final_acc(self):
+        return self.acc_per_epoch[-1]
+
+
+class BackboneChanged(RuntimeError):
+    """A probe modified backbone weights: a bug in the probe, never the user's fault."""
+
+
+# --------------------------------------------------------------------------- the probe
+
+def run_probe(model, target, protocol, settings, seed=0, on_epoch=None):
+    """Fit a new Linear on `model` (source weights loaded, on the target's device) and test it.
+
+    The model's classifier is replaced; backbone weights are checked to be unchanged
+    afterwards (BackboneChanged if not). `on_epoch(t, best_so_far)` is called after
+    each target epoch t = 1..epochs. The same `seed` gives every checkpoint the same
+    initial Linear and batch order, so checkpoints differ only in their backbone.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    device = target.train_images.device
+    classifier = new_classifier(model.feat_dim, target.num_classes, seed).to(device)
+    model.set_classifier(classifier)
+    snapshot = backbone_snapshot(model)
+    for _, parameter in backbone_parameters(model):
+        parameter.requires_grad_(False)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    if protocol == "train_bn":
+        accuracies = _probe_train_bn(model, classifier, target, settings, generator, on_epoch)
+    else:
+        train_features, test_features = cached_features(model, target, protocol, settings.batch_size, generator)
+        accuracies = train_linear_on_features(classifier, train_features, target.train_labels, test_features,
+                                              target.test_labels, settings, generator, on_epoch)
+    sanity_check(model, snapshot)
+    return ProbeResult(accuracies)
+
+
+def new_classifier(feat_dim, num_classes, seed):
+    """nn.Linear(feat_dim, num_classes) with nn.Linear's own initialisation, drawn from `seed`."""
+    linear = nn.Linear(feat_dim, num_classes)
+    generator = torch.Generator().manual_seed(seed)
+    bound = 1 / feat_dim ** 0.5  # what kaiming_uniform_(a=sqrt(5)) and the bias init of nn.Linear reduce to
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound, generator=generator)
+        linear.bias.uniform_(-bound, bound, generator=generator)
+    return linear
+
+
+def _linear_optimizer(classifier, settings):
+    optimizer = torch.optim.SGD(classifier.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+
+
+def _record(accuracies, accuracy, on_epoch):
+    accuracies.append(accuracy)
+    if on_epoch is not None:
+        on_epoch(len(accuracies), max(accuracies))
+
+
+def _probe_train_bn(model, classifier, target, settings, generator, on_epoch):
+    train_loader = target.loader("train", settings.batch_size, shuffle=True, generator=generator)
+    test_loader = target.loader("test", settings.batch_size)
+    optimizer, scheduler = _linear_optimizer(classifier, settings)
+    accuracies = []
+    for _ in range(settings.epochs):
+        model.train()  # BatchNorm: batch statistics, running statistics updated every step
+        for images, labels in train_loader:
+            with torch.no_grad():
+                features = model(images, is_feat=True)[0][-1]
+            loss = F.cross_entropy(classifier(features), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        _record(accuracies, evaluate(model, test_loader), on_epoch)
+    return accuracies
+
+
+@torch.no_grad()
+def evaluate(model, loader):
+    """Eval-mode top-1 accuracy of `model` on `loader`, as a fraction."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
+    for images, labels in loader:
+        correct += (model(images).argmax(dim=1) == labels).sum()
+    return int(correct.item()) / loader.dataset_size
+
+
+# --------------------------------------------------------------------------- cached features
+
+def cached_features(model, target, protocol, batch_size, generator):
+    """(train, test) eval-mode pooled features of the target, after adapting BatchNorm for 'adabn'."""
+    if protocol == "adabn":
+        adapt_batchnorm(model, target.loader("train", batch_size, shuffle=True, generator=generator))
+    elif protocol != "frozen":
+        raise ValueError(f"protocol {protocol!r} does not cache features")
+    return tuple(extract_features(model, images, target.mean, target.std, images.device)
+                 for images in (target.train_images, target.test_images))
+
+
+@torch.no_grad()
+def adapt_batchnorm(model, loader):
+    """Replace every BatchNorm's running statistics by their average over one pass of `loader`.
+
+    momentum=None makes BatchNorm keep a cumulative average of the batch statistics
+    instead of an exponential one, so every batch counts the same and the source
+    statistics are forgotten entirely. Batches should be shuffled: batches of a single
+    class would average within-class variances and underestimate the spread.
+    """
+    layers = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None
+    model.train()
+    for images, _ in loader:
+        model(images)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    model.eval()
+
+
+def train_linear_on_features(classifier, train_features, train_labels, test_features, test_labels,
+                             settings, generator, on_epoch=None):
+    """SGD on cached features with the probe's settings; test accuracy after each epoch."""
+    optimizer, scheduler = _linear_optimizer(classifier, settings)
+    count = train_labels.numel()
+    accuracies = []
+    for _ in range(settings.epochs):
+        order = torch.randperm(count, generator=generator, device=train_features.device)
+        for batch in order.split(settings.batch_size):
+            loss = F.cross_entropy(classifier(train_features[batch]), train_labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            correct = (classifier(test_features).argmax(dim=1) == test_labels).sum()
+        _record(accuracies, int(correct.item()) / test_labels.numel(), on_epoch)
+    return accuracies
+
+
+# --------------------------------------------------------------------------- sanity check
+
+def backbone_parameters(model):
+    """[(name, parameter)] of everything but the classifier."""
+    classifier_ids = {id(p) for p in model.get_classifier().parameters()}
+    return [(name, p) for name, p in model.named_parameters() if id(p) not in classifier_ids]
+
+
+def backbone_snapshot(model):
+    """Copies of the backbone's parameters. BatchNorm buffers are left out on purpose:
+    train_bn and adabn change them by design."""
+    return {name: p.detach().clone() for name, p in backbone_parameters(model)}
+
+
+def sanity_check(model, snapshot):
+    """Raise BackboneChanged if any backbone parameter differs from `snapshot` (MoCo-style)."""
+    current = dict(model.named_parameters())
+    changed = [name for name, saved in snapshot.items() if not torch.equal(current[name].detach(), saved)]
+    if changed:
+        raise BackboneChanged(f"the linear probe changed {len(changed)} backbone parameter tensor(s), e.g. "
+                              f"{', '.join(changed[:3])}; its numbers are not a linear-probe result")

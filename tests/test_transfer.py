@@ -1,0 +1,265 @@
+"""Per-checkpoint linear transfer: the three protocols, results rows, printed lines, reruns,
+shards, the backbone sanity check and unreadable checkpoints.
+
+A resnet8 'trained' on CIFAR-100 (random weights, 100 classes) is probed on a tiny fake
+CIFAR-10 for 2 target epochs, so every run takes well under a second.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import transfer
+import util
+from helper import transfer as probes
+from models import build_model
+from tests import fakedata
+from tests.conftest import ROOT
+
+RUN_NAME = "resnet8_cifar100_lr_0.05_trial_0_vanilla"
+EPOCHS = (2, 4, 6)
+LINE = re.compile(r"^Source Epoch: (\d+), Target Epoch: (\d+), Best Acc: (\S+)$")
+TINY = ["--source_dataset", "cifar100", "--target_dataset", "cifar10", "--model", "resnet8",
+        "--ckpt_path", RUN_NAME, "--start_epoch", "2", "--skip", "2", "--epoch", "2", "--batch", "16",
+        "--lr", "0.1", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny batches gain nothing from threads, and on a busy shared machine two threads
+    # spinning against each other make a resnet8 forward pass ~40x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def source_model(seed):
+    torch.manual_seed(seed)
+    return build_model("resnet8", 100)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """tmp_path holding ./data (fake CIFAR-10) and a run folder with checkpoints of epochs 2, 4, 6."""
+    fakedata.write_cifar10(tmp_path / "data", n_train=40, n_test=30, seed=0)
+    folder = tmp_path / "save" / "model" / RUN_NAME
+    for epoch in EPOCHS:
+        util.atomic_save({"epoch": epoch, "model": source_model(epoch).state_dict(), "accuracy": 1.0},
+                         util.checkpoint_path(folder, epoch))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def results_file(workdir, protocol):
+    return workdir / "save" / "model" / RUN_NAME / f"transfer_cifar10_{protocol}.jsonl"
+
+
+def printed_lines(text):
+    return [tuple(match.groups()) for line in text.splitlines() if (match := LINE.match(line))]
+
+
+def tensorboard_scalars(folder, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {event.step: event.value for event in events.Scalars(tag)}
+
+
+# --------------------------------------------------------------------------- the script
+
+def test_the_spec_command_parses_with_the_papers_probe_settings():
+    args = transfer.parse_option(["--source_dataset", "cifar100", "--target_dataset", "cinic10", "--model",
+                                  "resnext32_16x4d", "--ckpt_path", "some_run", "--start_epoch", "2", "--skip", "2"])
+    assert (args.lr, args.wd, args.batch, args.epoch, args.protocol) == (0.4, 5e-4, 512, 30, "train_bn")
+    assert (args.start_epoch, args.skip, args.shard, args.force) == (2, 2, None, False)
+
+
+@pytest.mark.parametrize("protocol", probes.PROTOCOLS)
+def test_each_protocol_writes_rows_prints_lines_and_skips_on_rerun(workdir, capsys, protocol):
+    transfer.main(TINY + ["--protocol", protocol])
+    lines = printed_lines(capsys.readouterr().out)
+    assert [(j, t) for j, t, _ in lines] == [(str(j), str(t)) for j in (1, 2, 3) for t in (1, 2)]
+    rows = util.read_results(results_file(workdir, protocol))
+    assert [row["epoch"] for row in rows] == list(EPOCHS)
+    for j, row in enumerate(rows, 1):
+        assert row["protocol"] == protocol and row["target_dataset"] == "cifar10"
+        assert (row["lr"], row["wd"], row["batch"], row["epochs"]) == (0.1, 5e-4, 16, 2)
+        accuracies = row["acc_per_epoch"]
+        assert len(accuracies) == 2 and all(0 <= a <= 1 and a * 30 == round(a * 30) for a in accuracies)
+        assert row["best_acc"] == max(accuracies) and row["final_acc"] == accuracies[-1]
+        best_printed = [best for jj, _, best in lines if jj == str(j)]
+        assert best_printed == [repr(accuracies[0]), repr(max(accuracies))]
+        assert row["seconds"] > 0
+    scalars = tensorboard_scalars(workdir / "save" / "tensorboard" / RUN_NAME, f"transfer/cifar10_{protocol}")
+    assert scalars == pytest.approx({row["epoch"]: row["best_acc"] for row in rows})
+
+    before = results_file(workdir, protocol).read_text()
+    transfer.main(TINY + ["--protocol", protocol])
+    out = capsys.readouterr().out
+    assert printed_lines(out) == [] and "nothing to do" in out
+    assert results_file(workdir, protocol).read_text() == before
+
+    transfer.main(TINY + ["--protocol", protocol, "--force", "--start_epoch", "4", "--skip", "100"])
+    assert [(j, t) for j, t, _ in printed_lines(capsys.readouterr().out)] == [("1", "1"), ("1", "2")]
+    rerun = util.read_results(results_file(workdir, protocol))
+    assert [row["epoch"] for row in rerun] == list(EPOCHS)     # replaced, not appended
+    assert rerun[1]["acc_per_epoch"] == rows[1]["acc_per_epoch"]  # same seed, same numbers
+    assert rerun[0] == rows[0] and rerun[2] == rows[2]
+
+
+def test_shards_cover_every_checkpoint_exactly_once(workdir, capsys):
+    seen = []
+    for shard in ("0/2", "1/2"):
+        path = workdir / f"shard{shard[0]}.jsonl"
+        transfer.main(TINY + ["--protocol", "frozen", "--shard", shard, "--results", str(path)])
+        seen.append([row["epoch"] for row in util.read_results(path)])
+    assert sorted(seen[0] + seen[1]) == list(EPOCHS) and seen[0] and seen[1]
+    # The printed j is the checkpoint's place in the whole list, whichever shard runs it.
+    assert sorted({int(j) for j, _, _ in printed_lines(capsys.readouterr().out)}) == [1, 2, 3]
+
+
+def test_a_corrupt_checkpoint_is_named_the_others_still_run_and_the_exit_is_non_zero(workdir):
+    corrupt = util.checkpoint_path(workdir / "save" / "model" / RUN_NAME, 4)
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip file")
+    done = subprocess.run([sys.executable, str(ROOT / "transfer.py"), *TINY, "--protocol", "frozen"],
+                          cwd=workdir, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0
+    assert done.stderr.count(corrupt.name) == 1
+    assert "Traceback" not in done.stderr
+    assert [row["epoch"] for row in util.read_results(results_file(workdir, "frozen"))] == [2, 6]
+    assert sorted({j for j, _, _ in printed_lines(done.stdout)}) == ["1", "3"]
+
+
+def test_an_image_folder_target_gets_its_own_results_file(workdir, capsys):
+    fakedata.write_image_folder(workdir / "pets", 3, 6, splits=("train", "test"), seed=1)
+    args = TINY + ["--protocol", "frozen", "--target_dataset", f"folder:{workdir / 'pets'}"]
+    transfer.main(args)
+    rows = util.read_results(workdir / "save" / "model" / RUN_NAME / "transfer_folder-pets_frozen.jsonl")
+    assert [row["epoch"] for row in rows] == list(EPOCHS)
+    assert all(a * 18 == round(a * 18) for row in rows for a in row["acc_per_epoch"])  # 18 test images
+
+
+# --------------------------------------------------------------------------- the protocols
+
+@pytest.fixture
+def target():
+    rng = np.random.default_rng(3)
+    splits = []
+    for count in (48, 24):
+        labels = fakedata.balanced_labels(count, 10, rng)
+        splits += [torch.from_numpy(fakedata.class_images(labels, 32, rng)), torch.from_numpy(labels)]
+    return probes.TargetData("cifar10", 10, (0.5, 0.4, 0.3), (0.25, 0.2, 0.3), *splits)
+
+
+def normalised(images, target):
+    mean = torch.tensor(target.mean).view(1, 3, 1, 1)
+    std = torch.tensor(target.std).view(1, 3, 1, 1)
+    return (images.permute(0, 3, 1, 2).float() / 255 - mean) / std
+
+
+def batchnorm_buffers(model):
+    return {name: value.clone() for name, value in model.named_buffers() if "running" in name}
+
+
+SETTINGS = probes.ProbeSettings(epochs=2, lr=0.1, batch_size=16)
+
+
+@pytest.mark.parametrize("protocol", probes.PROTOCOLS)
+def test_a_probe_keeps_backbone_weights_and_changes_bn_statistics_only_where_it_should(target, protocol):
+    model = source_model(1)
+    weights = {name: p.clone() for name, p in model.named_parameters() if not name.startswith("fc.")}
+    buffers = batchnorm_buffers(model)
+    result = probes.run_probe(model, target, protocol, SETTINGS, seed=0)
+    assert len(result.acc_per_epoch) == 2
+    assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters() if name in weights)
+    assert model.fc.out_features == 10
+    moved = [name for name, value in batchnorm_buffers(model).items() if not torch.equal(value, buffers[name])]
+    if protocol == "frozen":
+        assert moved == []
+    else:
+        assert len(moved) == len(buffers)
+
+
+def test_a_probe_that_changes_the_backbone_fails_loudly(target, monkeypatch):
+    def sloppy_probe(model, classifier, *rest):
+        with torch.no_grad():
+            model.conv1.weight.add_(1e-3)
+        return [0.5]
+    monkeypatch.setattr(probes, "_probe_train_bn", sloppy_probe)
+    with pytest.raises(probes.BackboneChanged, match="conv1.weight"):
+        probes.run_probe(source_model(1), target, "train_bn", SETTINGS)
+
+
+def test_train_bn_gives_the_numbers_of_backpropagating_through_the_whole_network(target):
+    """The reference kept the network in train() mode and backpropagated through it; no_grad
+    on the frozen backbone must not change a single accuracy or the learnt layer."""
+    fast = source_model(5)
+    result = probes.run_probe(fast, target, "train_bn", SETTINGS, seed=7)
+
+    slow = source_model(5)
+    slow.set_classifier(probes.new_classifier(slow.feat_dim, 10, seed=7))
+    optimizer = torch.optim.SGD(slow.fc.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=2)
+    generator = torch.Generator().manual_seed(7)
+    accuracies = []
+    for _ in range(2):
+        slow.train()
+        for batch in torch.randperm(48, generator=generator).split(16):
+            loss = F.cross_entropy(slow(normalised(target.train_images[batch], target)), target.train_labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        schedule.step()
+        slow.eval()
+        with torch.no_grad():
+            predicted = slow(normalised(target.test_images, target)).argmax(1)
+        accuracies.append(int((predicted == target.test_labels).sum()) / 24)
+    assert result.acc_per_epoch == accuracies
+    assert torch.allclose(fast.fc.weight, slow.fc.weight, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(batchnorm_buffers(fast).values(),
+                                                                 batchnorm_buffers(slow).values()))
+
+
+@pytest.mark.parametrize("protocol", ["adabn", "frozen"])
+def test_cached_features_equal_a_fresh_eval_forward_pass(target, protocol):
+    model = source_model(2)
+    train_features, test_features = probes.cached_features(model, target, protocol, 16, torch.Generator())
+    model.eval()
+    with torch.no_grad():
+        for images, cached in ((target.train_images, train_features), (target.test_images, test_features)):
+            fresh = model(normalised(images, target), is_feat=True)[0][-1]
+            assert cached.shape == (len(images), 64)
+            assert torch.allclose(cached, fresh, atol=1e-5)
+
+
+def test_adabn_statistics_are_the_plain_average_of_the_batch_statistics(target):
+    model = source_model(3)
+    layer = model.bn1
+    seen = []
+    layer.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach().clone()))
+    probes.adapt_batchnorm(model, target.loader("train", 16, shuffle=True))
+    assert len(seen) == 3 and not layer.training
+    expected_mean = torch.stack([x.mean(dim=(0, 2, 3)) for x in seen]).mean(0)
+    expected_var = torch.stack([x.var(dim=(0, 2, 3), unbiased=True) for x in seen]).mean(0)
+    assert torch.allclose(layer.running_mean, expected_mean, atol=1e-5)
+    assert torch.allclose(layer.running_var, expected_var, atol=1e-5)
+    assert layer.momentum == 0.1  # restored: later train-mode use would otherwise keep averaging
+
+
+def test_linear_training_on_features_learns_a_separable_problem():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 4
+    centres = torch.randn(4, 8, generator=generator) * 3
+    features = centres[labels] + 0.1 * torch.randn(200, 8, generator=generator)
+    accuracies = probes.train_linear_on_features(probes.new_classifier(8, 4, seed=0), features, labels, features,
+                                                 labels, probes.ProbeSettings(epochs=5, lr=0.1, batch_size=32),
+                                                 generator)
+    assert len(accuracies) == 5 and accuracies[-1] == 1.0

@@ -1,0 +1,137 @@
+"""Linear transfer of every checkpoint of a run folder (SPEC 7).
+
+    python transfer.py --source_dataset cifar100 --target_dataset cinic10 --model resnext32_16x4d \
+      --ckpt_path {folder} --start_epoch 2 --skip 2
+
+--protocol train_bn (default) reproduces the paper's numbers; adabn and frozen cache
+features and take seconds per checkpoint (see helper/transfer.py and bench/BENCHMARKS.md).
+One JSON-lines row per checkpoint goes to <run folder>/transfer_<target>_<protocol>.jsonl,
+TensorBoard scalars `transfer/<target>_<protocol>` (best accuracy vs source epoch) to
+save/tensorboard/<run name>/. Checkpoints already in the results file are skipped.
+"""
+import argparse
+import fcntl
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+import util
+from dataset import dataset_info
+from helper.transfer import PROTOCOLS, ProbeSettings, load_target, run_probe
+from models import build_model
+
+
+def parse_option(argv=None):
+    parser = argparse.ArgumentParser(description="per-checkpoint linear transfer")
+    add = parser.add_argument
+    add("--source_dataset", default="cifar100", help="data set the checkpoints were trained on (sets the class count)")
+    add("--target_dataset", default="cinic10", help="cinic10, cifar10, cifar100, stl10 or folder:<path>")
+    add("--model", default="resnext32_16x4d")
+    add("--ckpt_path", required=True, help="run folder: a name under save/model/ or a path")
+    add("--start_epoch", type=int, default=2, help="first checkpoint epoch to evaluate")
+    add("--skip", type=util.positive(), default=2, help="evaluate epochs start_epoch, start_epoch+skip, ...")
+    add("--epoch", type=util.positive(), default=30, help="target epochs of the linear probe")
+    add("--lr", type=util.positive(float), default=0.4, help="probe learning rate (cosine to 0)")
+    add("--wd", type=float, default=5e-4, help="probe weight decay")
+    add("--batch", type=util.positive(), default=512, help="probe batch size")
+    add("--protocol", default="train_bn", choices=PROTOCOLS,
+        help="train_bn: the paper's (train-mode BatchNorm); adabn: BN re-estimated on the target, "
+             "cached features; frozen: source BN statistics, cached features")
+    add("--data_root", default="./data")
+    add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add("--shard", default=None, help="i/n: evaluate every n-th checkpoint starting at the i-th")
+    add("--results", default=None, help="JSON-lines results file (default: in the run folder)")
+    add("--force", action="store_true", help="re-evaluate checkpoints already in the results file")
+    add("--seed", type=int, default=0, help="initial Linear and batch order (the same for every checkpoint)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_option(argv)
+    device = util.pick_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True  # the paper's PyTorch 1.10 on Ampere did the same (SPEC 9)
+    run_folder = util.resolve_run_folder(args.ckpt_path)
+    checkpoints = [(j, epoch, path) for j, (epoch, path)
+                   in enumerate(util.find_checkpoints(run_folder, args.start_epoch, args.skip), 1)]
+    if args.shard:
+        checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
+    target_tag = util.dataset_tag(args.target_dataset)
+    results_path = Path(args.results or run_folder / f"transfer_{target_tag}_{args.protocol}.jsonl")
+    todo = pending(checkpoints, results_path, args.force)
+    if not todo:
+        print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
+        return
+
+    source_classes = dataset_info(args.source_dataset).num_classes
+    target = load_target(args.target_dataset, args.data_root, device)
+    settings = ProbeSettings(epochs=args.epoch, lr=args.lr, weight_decay=args.wd, batch_size=args.batch)
+    writer = util.make_writer(util.tensorboard_folder(run_folder))
+    unreadable = []
+    for j, epoch, path in todo:
+        model = build_model(args.model, source_classes)
+        try:
+            model.load_model(path)
+        except util.UserError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            unreadable.append(epoch)
+            continue
+        started = time.time()
+
+        def report(target_epoch, best):
+            print(f"Source Epoch: {j}, Target Epoch: {target_epoch}, Best Acc: {best}", flush=True)
+
+        result = run_probe(model.to(device), target, args.protocol, settings, args.seed, on_epoch=report)
+        row = {"epoch": epoch, "checkpoint": path.name, "protocol": args.protocol, "model": args.model,
+               "source_dataset": args.source_dataset, "target_dataset": args.target_dataset,
+               "best_acc": result.best_acc, "final_acc": result.final_acc, "acc_per_epoch": result.acc_per_epoch,
+               "lr": args.lr, "wd": args.wd, "momentum": settings.momentum, "batch": args.batch,
+               "epochs": args.epoch, "seed": args.seed, "device": str(device),
+               "seconds": round(time.time() - started, 3)}
+        store_result(results_path, row)
+        writer.add_scalar(f"transfer/{target_tag}_{args.protocol}", result.best_acc, epoch)
+        writer.flush()
+    writer.close()
+    if unreadable:
+        raise util.UserError(f"{len(unreadable)} of {len(todo)} checkpoint(s) could not be read "
+                             f"(epochs {', '.join(map(str, unreadable))}, see above); no result rows for them")
+
+
+def pending(checkpoints, results_path, force):
+    """The checkpoints still to evaluate; says which ones it skips."""
+    done = {row.get("epoch") for row in util.read_results(results_path)}
+    skipped = [epoch for _, epoch, _ in checkpoints if epoch in done]
+    if force or not skipped:
+        return checkpoints
+    print(f"skipping epoch(s) {', '.join(map(str, skipped))}: already in {results_path} (--force to redo)")
+    return [c for c in checkpoints if c[1] not in done]
+
+
+@contextmanager
+def locked(path):
+    """An exclusive lock beside `path`, so shards sharing one results file never drop each other's rows."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def store_result(path, row):
+    """Write `row` into the results file, replacing an older row of the same epoch (--force)."""
+    with locked(path):
+        rows = [r for r in util.read_results(path) if r.get("epoch") != row["epoch"]] + [row]
+        rows.sort(key=lambda r: r.get("epoch", 0))
+        util.atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+if __name__ == "__main__":
+    util.run_main(main)
