@@ -9,15 +9,13 @@ Stage 1 (epochs 1..S): CE + alpha * instance discrimination against a memory ban
 Stage 2: CE + beta * NCE between the model and a frozen copy of itself from epoch S.
 Checkpoints go to save/model/{model}_{dataset}_a:{alpha}_b:{beta}_{note}/.
 """
-import argparse
-
 import util
 from helper.loops import CTCMethod, fit
 from helper.session import TrainingSession
 
 
 def parse_option(argv=None):
-    parser = argparse.ArgumentParser(description="contrastive temporal coding")
+    parser = util.ArgumentParser(description="contrastive temporal coding")
     util.add_training_arguments(parser, epochs=300, note="ctc")
     add = parser.add_argument
     add("--stage_two_epoch", type=util.positive(), default=200, help="S: last epoch of stage 1")

@@ -7,15 +7,13 @@ Checkpoints go to save/model/{model}_{dataset}_lr_{lr}_trial_{trial}_{note}/, Te
 events to save/tensorboard/<same name>/. Several GPUs: torchrun --nproc_per_node N train_vanilla.py ...
 (--batch_size stays the global batch).
 """
-import argparse
-
 import util
 from helper.loops import CrossEntropyMethod, fit
 from helper.session import TrainingSession
 
 
 def parse_option(argv=None):
-    parser = argparse.ArgumentParser(description="plain cross-entropy training")
+    parser = util.ArgumentParser(description="plain cross-entropy training")
     util.add_training_arguments(parser, epochs=240, note="exp")
     parser.add_argument("--min_lr_scale", type=float, default=0.1,
                         help="cosine floor, as a fraction of the base lr")

@@ -36,6 +36,13 @@ def run_main(main):
         sys.exit(2)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: `error: <what is wrong> (see --help)`, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def add_training_arguments(parser, epochs, note):
     """Flags shared by train_vanilla.py and train_ctc.py (SPEC 1 and 5 defaults)."""
     add = parser.add_argument
@@ -75,9 +82,9 @@ def positive(kind=int):
         try:
             value = float(text) if kind is float else int(float(text))
         except ValueError:
-            raise ValueError(f"not a number: {text}") from None
-        if value <= 0:
-            raise ValueError(f"must be positive, got {text}")
+            raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return value
     parse.__name__ = f"positive {kind.__name__}"
     return parse

@@ -87,8 +87,11 @@ def build_loaders(name, root, batch_size, num_workers, aug="vanilla", variant="p
 
     train_set = _wrap(train_images, train_labels, info, True, aug, variant, nce_k, mode)
     test_set = _wrap(test_images, test_labels, info, False, aug, "plain", nce_k, mode)
-    common = dict(num_workers=num_workers, pin_memory=device.type == "cuda",
-                  persistent_workers=num_workers > 0)
+    # Workers are not persistent: each epoch starts fresh ones seeded from torch's global
+    # RNG, so a run resumed from a checkpoint's RNG state draws the same augmentations
+    # and negatives as the run it continues (persistent workers would carry RNG state
+    # that no checkpoint holds).
+    common = dict(num_workers=num_workers, pin_memory=device.type == "cuda")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     sampler = ShardedRandomSampler(len(train_set), shard) if shard[1] > 1 else None
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None,
