@@ -263,3 +263,14 @@ def test_linear_training_on_features_learns_a_separable_problem():
                                                  labels, probes.ProbeSettings(epochs=5, lr=0.1, batch_size=32),
                                                  generator)
     assert len(accuracies) == 5 and accuracies[-1] == 1.0
+
+
+def test_a_cinic10_target_fits_on_train_tests_on_valid_with_its_own_normalisation(tmp_path):
+    written = fakedata.write_image_folder(tmp_path / "CINIC-10", fakedata.CINIC10_CLASSES, 2, seed=4)
+    target = probes.load_target("cinic10", tmp_path, "cpu")
+    assert target.mean == pytest.approx((0.47889522, 0.47227842, 0.43047404))
+    assert target.std == pytest.approx((0.24205776, 0.23828046, 0.25874835))
+    for split, images, labels in (("train", target.train_images, target.train_labels),
+                                  ("valid", target.test_images, target.test_labels)):
+        assert torch.equal(images, torch.from_numpy(written[split][0]))
+        assert torch.equal(labels, torch.from_numpy(written[split][1]))
