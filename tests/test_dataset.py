@@ -292,7 +292,7 @@ def test_ctc_negatives_in_workers_repeat_with_the_seed(tmp_path):
     def contrast_rows(seed):
         train, test, _ = dataset.build_loaders("cifar10", tmp_path, batch_size=4, num_workers=2, variant="ctc",
                                                nce_k=8, seed=seed)
-        assert train.persistent_workers and test.num_workers == 2 and not train.pin_memory
+        assert not train.persistent_workers and test.num_workers == 2 and not train.pin_memory
         return torch.cat([batch[3] for _, batch in zip(range(4), train)])
 
     first = contrast_rows(seed=5)
