@@ -95,7 +95,8 @@ def main():
 
 
 def report(args, run_folder, train_seconds):
-    rows = {protocol: {row["epoch"]: row for row in util.read_results(run_folder / f"transfer_folder-target_{protocol}.jsonl")}
+    rows = {protocol: {row["epoch"]: row
+                       for row in util.read_results(run_folder / f"transfer_folder-target_{protocol}.jsonl")}
             for protocol in PROTOCOLS}
     source_acc = {int(row["epoch"]): float(row["test_top1"]) for row in util.read_csv(run_folder / "metrics.csv")}
     print(f"{args.model}, source {args.train_per_class}/{args.test_per_class} images per class x 5 classes, "

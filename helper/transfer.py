@@ -57,7 +57,10 @@ class TargetData:
     test_labels: torch.Tensor
 
     def loader(self, split, batch_size, shuffle=False, generator=None):
-        images, labels = (self.train_images, self.train_labels) if split == "train" else (self.test_images, self.test_labels)
+        if split == "train":
+            images, labels = self.train_images, self.train_labels
+        else:
+            images, labels = self.test_images, self.test_labels
         # train=False: the reference probes without augmentation, on either split.
         return DeviceLoader(images, labels, batch_size, self.mean, self.std, images.device,
                             train=False, shuffle=shuffle, generator=generator)

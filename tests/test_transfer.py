@@ -61,6 +61,11 @@ def results_file(workdir, protocol):
     return workdir / "save" / "model" / RUN_NAME / f"transfer_cifar10_{protocol}.jsonl"
 
 
+def is_count_of(accuracy, total):
+    """True if `accuracy` is correct / total for a whole number of correct answers."""
+    return abs(accuracy * total - round(accuracy * total)) < 1e-9
+
+
 def printed_lines(text):
     return [tuple(match.groups()) for line in text.splitlines() if (match := LINE.match(line))]
 
@@ -92,7 +97,7 @@ def test_each_protocol_writes_rows_prints_lines_and_skips_on_rerun(workdir, caps
         assert row["protocol"] == protocol and row["target_dataset"] == "cifar10"
         assert (row["lr"], row["wd"], row["batch"], row["epochs"]) == (0.1, 5e-4, 16, 2)
         accuracies = row["acc_per_epoch"]
-        assert len(accuracies) == 2 and all(0 <= a <= 1 and a * 30 == round(a * 30) for a in accuracies)
+        assert len(accuracies) == 2 and all(0 <= a <= 1 and is_count_of(a, 30) for a in accuracies)
         assert row["best_acc"] == max(accuracies) and row["final_acc"] == accuracies[-1]
         best_printed = [best for jj, _, best in lines if jj == str(j)]
         assert best_printed == [repr(accuracies[0]), repr(max(accuracies))]
@@ -144,7 +149,7 @@ def test_an_image_folder_target_gets_its_own_results_file(workdir, capsys):
     transfer.main(args)
     rows = util.read_results(workdir / "save" / "model" / RUN_NAME / "transfer_folder-pets_frozen.jsonl")
     assert [row["epoch"] for row in rows] == list(EPOCHS)
-    assert all(a * 18 == round(a * 18) for row in rows for a in row["acc_per_epoch"])  # 18 test images
+    assert all(is_count_of(a, 18) for row in rows for a in row["acc_per_epoch"])  # 18 test images
 
 
 # --------------------------------------------------------------------------- the protocols
