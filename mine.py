@@ -203,7 +203,10 @@ def describe(result):
     if result.skipped_steps:
         parts.append(f"{result.skipped_steps} non-finite steps skipped")
     if result.heldout_estimate is not None:
-        parts.append(f"held-out {result.heldout_estimate:.4f}")
+        peak_iteration, peak = diagnostics["heldout_peak"]
+        parts.append(f"held-out {result.heldout_estimate:.4f} (peak {peak:.4f} at iteration {peak_iteration})")
+        if diagnostics["overfitting"]:
+            parts.append("the critic overfits: the estimate exceeds the held-out bound")
     return ", ".join(parts)
 
 
@@ -225,6 +228,8 @@ def write_tensorboard(writer, tag, epoch, result):
     for step, bound, smoothed in curve_points(result):
         writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_bound", bound, step)
         writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_smoothed", smoothed, step)
+    for step, heldout in result.heldout_curve:
+        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_heldout", heldout, step)
 
 
 def curve_points(result, points=CURVE_POINTS):
@@ -290,8 +295,9 @@ def calibrate(args, device):
         at_marks = [float(smoothed[m - 1]) if m <= result.iterations else float("nan") for m in marks]
         error = (result.estimate - truth) / truth
         heldout = "" if result.heldout_estimate is None else f"{result.heldout_estimate:.4f}"
+        status = result.diagnostics["status"] + (", overfitting" if result.diagnostics["overfitting"] else "")
         print(" ".join([f"{truth:8.4f}", f"{rho:7.4f}"] + [f"{value:9.4f}" for value in at_marks]
-                       + [f"{error:+8.1%}", f"{heldout:>9}", result.diagnostics["status"]]), flush=True)
+                       + [f"{error:+8.1%}", f"{heldout:>9}", status]), flush=True)
         if args.results:
             with locked(Path(args.results)):  # calibration rows accumulate: one per problem and setting
                 util.append_result(args.results, calibration_row(args, rho, truth, result, marks, at_marks,

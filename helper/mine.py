@@ -31,6 +31,7 @@ AVERAGE_LAST = 500      # the estimate is the mean of this many last bounds
 TOLERANCE = 0.02        # relative change per window under which the estimate counts as flat
 NOISE_SIGMAS = 3.0      # changes within this many standard errors count as noise
 SCALE_FLOOR = 0.05      # nats: relative changes of estimates near 0 are measured against this
+OVERFIT_GAP = 0.1       # a training estimate this much (relative) above the held-out bound is overfitting
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, used by the reference
 
 
@@ -44,6 +45,7 @@ class MineResult:
     moving_average: float
     heldout_estimate: float | None
     average_last: int
+    heldout_curve: list = field(default_factory=list)  # [(iteration, held-out bound)] once per window
     diagnostics: dict = field(default_factory=dict)
 
     def smoothed(self):
@@ -154,8 +156,9 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
     replacement, the same rows for every copy in an iteration (each copy still sees
     the reference's sampling, and a shared input is gathered once).
     amp: bf16 autocast for the critic (CUDA only).
-    eval_fraction: hold out this fraction of rows; the critic never trains on them and
-    the DV bound on them is reported as `heldout_estimate`.
+    eval_fraction: hold out this fraction of rows; the critic never trains on them, and
+    the DV bound on them (fixed joint and shuffled pairs) is evaluated once per window of
+    `average_last` iterations (`heldout_curve`) and at the end (`heldout_estimate`).
     early_stop: end a copy's training once its smoothed estimate has been flat for two
     consecutive windows of `average_last` iterations (see convergence_diagnostics); it
     reads the curve back once per window, the only host sync inside the loop.
@@ -165,6 +168,7 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
         raise ValueError("amp (bf16 autocast) is only supported on CUDA devices")
     generator = torch.Generator(device=device).manual_seed(seed)
     train_rows, heldout_rows = _split_rows(rows, eval_fraction, generator, device)
+    heldout = HeldOutBound(a, b, heldout_rows, batch_size, amp, generator) if len(heldout_rows) else None
     if batch_size > len(train_rows):
         raise ValueError(f"batch size {batch_size} exceeds the {len(train_rows)} rows available for training")
     critic = BatchedCritic(copies, a.shape[-1], b.shape[-1], hidden_size, generator, device)
@@ -174,6 +178,7 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
     active = torch.ones(copies, dtype=torch.bool, device=device)
     stopped_at = [iters] * copies
     window = min(average_last, iters)
+    heldout_points = []  # (iteration, bound per copy on the device): read back only at the end
     for iteration in range(iters):
         a_rows, b_rows = _draw_batches(a, b, train_rows, batch_size, generator)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
@@ -186,12 +191,16 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
         log_ma = torch.where(ok, log_ma_next, log_ma)
         curve[iteration] = torch.where(ok, bound.detach(), float("nan"))
         done = iteration + 1
+        if heldout is not None and (done % window == 0 or done == iters):
+            heldout_points.append((done, heldout(critic)))
         if early_stop and done % window == 0 and done < iters:
             if _stop_flat_copies(curve[:done].cpu(), window, tolerance, active, stopped_at, done):
                 break
-    heldout = _heldout_estimates(critic, a, b, heldout_rows, batch_size, amp, generator)
     curve, log_ma = curve.cpu(), log_ma.cpu()
-    return [_result(curve[:stopped_at[k], k], stopped_at[k] < iters, log_ma[k], heldout[k], window, tolerance)
+    heldout_points = [(done, values.cpu()) for done, values in heldout_points]
+    return [_result(curve[:stopped_at[k], k], stopped_at[k] < iters, log_ma[k],
+                    [(done, float(values[k])) for done, values in heldout_points if done <= stopped_at[k]],
+                    window, tolerance)
             for k in range(copies)]
 
 
@@ -258,32 +267,35 @@ def _stop_flat_copies(curve, window, tolerance, active, stopped_at, done):
     return not bool(active.any())
 
 
-@torch.no_grad()
-def _heldout_estimates(critic, a, b, heldout_rows, batch_size, amp, generator):
-    """Per copy: DV bound on the held-out rows, joint pairs vs the same rows with b shuffled."""
-    if len(heldout_rows) == 0:
-        return [None] * critic.copies
-    shuffled = heldout_rows[torch.randperm(len(heldout_rows), generator=generator, device=heldout_rows.device)]
-    joint, marginal = [], []
-    for start in range(0, len(heldout_rows), batch_size):
-        index = heldout_rows[start:start + batch_size]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            joint.append(critic(_take_rows(a, index), _take_rows(b, index)).float())
-            marginal.append(critic(_take_rows(a, index), _take_rows(b, shuffled[start:start + batch_size])).float())
-    joint, marginal = torch.cat(joint, dim=1), torch.cat(marginal, dim=1)
-    bound = joint.mean(dim=1) - (torch.logsumexp(marginal, dim=1) - math.log(marginal.shape[1]))
-    return [float(value) for value in bound.cpu()]
+class HeldOutBound:
+    """DV bound of each critic on rows it never trains on: every held-out row as a joint pair,
+    and the same rows with b shuffled once (fixed, so values at different iterations compare)."""
+
+    def __init__(self, a, b, rows, batch_size, amp, generator):
+        self.a, self.b, self.rows, self.batch_size, self.amp = a, b, rows, batch_size, amp
+        self.shuffled = rows[torch.randperm(len(rows), generator=generator, device=rows.device)]
+
+    @torch.no_grad()
+    def __call__(self, critic):
+        joint, marginal = [], []
+        for start in range(0, len(self.rows), self.batch_size):
+            index, shuffled = self.rows[start:start + self.batch_size], self.shuffled[start:start + self.batch_size]
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+                joint.append(critic(_take_rows(self.a, index), _take_rows(self.b, index)).float())
+                marginal.append(critic(_take_rows(self.a, index), _take_rows(self.b, shuffled)).float())
+        joint, marginal = torch.cat(joint, dim=1), torch.cat(marginal, dim=1)
+        return joint.mean(dim=1) - (torch.logsumexp(marginal, dim=1) - math.log(marginal.shape[1]))
 
 
-def _result(curve, stopped_early, log_ma, heldout, window, tolerance):
+def _result(curve, stopped_early, log_ma, heldout_curve, window, tolerance):
     estimate = float(trailing_mean(curve, window)[-1]) if len(curve) else float("nan")
+    heldout = heldout_curve[-1][1] if heldout_curve else None
     diagnostics = convergence_diagnostics(curve, window, tolerance)
-    diagnostics["stopped_early"] = stopped_early
-    diagnostics["heldout_estimate"] = heldout
-    diagnostics["heldout_gap"] = None if heldout is None else estimate - heldout
+    diagnostics.update(stopped_early=stopped_early, **heldout_diagnostics(estimate, heldout_curve))
     return MineResult(estimate=estimate, curve=curve, iterations=len(curve),
                       skipped_steps=int((~torch.isfinite(curve)).sum()), moving_average=float(log_ma.exp()),
-                      heldout_estimate=heldout, average_last=window, diagnostics=diagnostics)
+                      heldout_estimate=heldout, average_last=window, heldout_curve=heldout_curve,
+                      diagnostics=diagnostics)
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -341,6 +353,19 @@ def convergence_diagnostics(curve, window=AVERAGE_LAST, tolerance=TOLERANCE):
     return {"status": status, "trend": trend["trend"], "rel_change": trend["rel_change"],
             "noise": trend["noise"], "window": window, "window_means": window_means,
             "nonfinite_last_window": nonfinite_last}
+
+
+def heldout_diagnostics(estimate, heldout_curve):
+    """Does the critic generalise? A training-set estimate well above the held-out bound means
+    it memorises the sample rather than measuring the dependence (more iterations or a
+    larger lr then inflate the estimate instead of refining it)."""
+    if not heldout_curve:
+        return {"heldout_estimate": None, "heldout_gap": None, "heldout_peak": None, "overfitting": None}
+    heldout = heldout_curve[-1][1]
+    peak_iteration, peak = max(heldout_curve, key=lambda point: point[1])
+    gap = estimate - heldout
+    return {"heldout_estimate": heldout, "heldout_gap": gap, "heldout_peak": [peak_iteration, peak],
+            "overfitting": bool(gap > max(OVERFIT_GAP * abs(estimate), SCALE_FLOOR))}
 
 
 # --------------------------------------------------------------------------- calibration

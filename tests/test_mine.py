@@ -216,10 +216,24 @@ def test_heldout_estimate_uses_rows_kept_out_of_training():
     assert len(heldout_rows) == 250 and len(train_rows) == 750
     assert sorted(torch.cat((train_rows, heldout_rows)).tolist()) == list(range(1000))
     x, y = gaussians(1.0, 2)
-    result = mine.estimate_mi(x, y, iters=800, eval_fraction=0.25, **SMALL)
-    assert abs(result.heldout_estimate - 1.0) < 0.2
+    result = mine.estimate_mi(x, y, iters=700, eval_fraction=0.25, **SMALL)
+    assert [done for done, _ in result.heldout_curve] == [200, 400, 600, 700]
+    assert result.heldout_estimate == result.heldout_curve[-1][1]
+    assert abs(result.heldout_estimate - 1.0) < 0.2 and result.diagnostics["overfitting"] is False
     assert result.diagnostics["heldout_gap"] == pytest.approx(result.estimate - result.heldout_estimate)
-    assert mine.estimate_mi(x, y, iters=20, **SMALL).heldout_estimate is None
+    plain = mine.estimate_mi(x, y, iters=20, **SMALL)
+    assert plain.heldout_estimate is None and plain.heldout_curve == [] and plain.diagnostics["overfitting"] is None
+
+
+def test_a_critic_memorising_a_small_sample_is_flagged_as_overfitting():
+    # Independent variables, 200 training rows, a fast lr: the training bound climbs far
+    # above 0 while the bound on rows the critic never saw falls below it.
+    x, y = gaussians(0.0, 2, rows=400)
+    result = mine.estimate_mi(x, y, iters=600, lr=3e-3, batch_size=100, hidden_size=64, average_last=100,
+                              eval_fraction=0.5)
+    assert result.estimate > 0.3 and result.heldout_estimate < 0
+    assert result.diagnostics["overfitting"] is True
+    assert result.diagnostics["heldout_peak"][1] == max(value for _, value in result.heldout_curve)
 
 
 # --------------------------------------------------------------------------- calibration helpers

@@ -143,7 +143,11 @@ def test_batched_checkpoints_give_a_row_each_and_held_out_estimates(workdir, cap
     rows = util.read_results(results_file(workdir, "xt", "cifar100"))
     assert [row["epoch"] for row in rows] == list(EPOCHS) and [row["batch_ckpts"] for row in rows] == [2, 2, 1]
     assert all(math.isfinite(row["heldout_estimate"]) and row["eval_fraction"] == 0.25 for row in rows)
-    assert len(printed(capsys.readouterr().out, "I(X;T)")) == 3
+    assert all(row["diagnostics"]["overfitting"] in (True, False) for row in rows)
+    out = capsys.readouterr().out
+    assert len(printed(out, "I(X;T)")) == 3 and out.count("held-out ") == 3
+    heldout = tensorboard(workdir)["mine_curve/epoch_2/I(X;T)_cifar100_heldout"]
+    assert heldout == pytest.approx({50: rows[0]["heldout_estimate"]})
 
 
 def test_early_stop_and_eval_fraction_reach_the_estimator(workdir, monkeypatch):
