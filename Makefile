@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	bash scripts/demo.sh $(PY)
+	bash scripts/demo.sh $(abspath $(PY))
 
 clean-demo:
 	rm -rf demo
