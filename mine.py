@@ -213,12 +213,12 @@ def describe(result):
 def result_row(args, epoch, path, result, seconds, group_size, device):
     return {"epoch": epoch, "checkpoint": Path(path).name, "mode": args.mode, "dataset": args.dataset,
             "model": args.model, "source_dataset": args.source_dataset, "estimate": result.estimate,
-            "heldout_estimate": result.heldout_estimate, "status": result.diagnostics["status"],
-            "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,
+            "heldout_estimate": result.heldout_estimate, "heldout_curve": result.heldout_curve,
+            "status": result.diagnostics["status"], "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,
             "batch_size": args.batch_size, "hidden_size": args.hidden_size, "seed": args.seed, "amp": args.amp,
             "eval_fraction": args.eval_fraction, "early_stop": args.early_stop, "batch_ckpts": group_size,
             "skipped_steps": result.skipped_steps, "device": str(device), "seconds": round(seconds, 3),
-            "diagnostics": result.diagnostics}
+            "heldout_curve": result.heldout_curve, "diagnostics": result.diagnostics}
 
 
 def write_tensorboard(writer, tag, epoch, result):
@@ -307,8 +307,8 @@ def calibrate(args, device):
 def calibration_row(args, rho, truth, result, marks, at_marks, seconds, device):
     return {"mode": "calibrate", "problem": "gaussian", "dim": args.dim, "rho": rho, "true_mi": truth,
             "estimate": result.estimate, "estimate_at": dict(zip(map(str, marks), at_marks)),
-            "heldout_estimate": result.heldout_estimate, "status": result.diagnostics["status"],
-            "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,
+            "heldout_estimate": result.heldout_estimate, "heldout_curve": result.heldout_curve,
+            "status": result.diagnostics["status"], "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,
             "batch_size": args.batch_size, "hidden_size": args.hidden_size, "rows": args.calibrate_rows,
             "seed": args.seed, "amp": args.amp, "eval_fraction": args.eval_fraction,
             "seconds": round(seconds, 3), "device": str(device), "diagnostics": result.diagnostics}

@@ -199,7 +199,7 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
     curve, log_ma = curve.cpu(), log_ma.cpu()
     heldout_points = [(done, values.cpu()) for done, values in heldout_points]
     return [_result(curve[:stopped_at[k], k], stopped_at[k] < iters, log_ma[k],
-                    [(done, float(values[k])) for done, values in heldout_points if done <= stopped_at[k]],
+                    [(done, *map(float, values[k])) for done, values in heldout_points if done <= stopped_at[k]],
                     window, tolerance)
             for k in range(copies)]
 
@@ -268,8 +268,10 @@ def _stop_flat_copies(curve, window, tolerance, active, stopped_at, done):
 
 
 class HeldOutBound:
-    """DV bound of each critic on rows it never trains on: every held-out row as a joint pair,
-    and the same rows with b shuffled once (fixed, so values at different iterations compare)."""
+    """DV bound of each critic on rows it never trains on, and its standard error: [K, 2].
+
+    Every held-out row is a joint pair; the marginal pairs are the same rows with b shuffled
+    once (fixed, so values at different iterations compare)."""
 
     def __init__(self, a, b, rows, batch_size, amp, generator):
         self.a, self.b, self.rows, self.batch_size, self.amp = a, b, rows, batch_size, amp
@@ -284,18 +286,25 @@ class HeldOutBound:
                 joint.append(critic(_take_rows(self.a, index), _take_rows(self.b, index)).float())
                 marginal.append(critic(_take_rows(self.a, index), _take_rows(self.b, shuffled)).float())
         joint, marginal = torch.cat(joint, dim=1), torch.cat(marginal, dim=1)
-        return joint.mean(dim=1) - (torch.logsumexp(marginal, dim=1) - math.log(marginal.shape[1]))
+        count = marginal.shape[1]
+        bound = joint.mean(dim=1) - (torch.logsumexp(marginal, dim=1) - math.log(count))
+        # Standard error by the delta method; exp() is shifted by the max, which the ratio cancels.
+        weights = torch.exp(marginal - marginal.max(dim=1, keepdim=True).values)
+        variance = joint.var(dim=1) / count + weights.var(dim=1) / (count * weights.mean(dim=1) ** 2)
+        return torch.stack((bound, variance.sqrt()), dim=1)
 
 
-def _result(curve, stopped_early, log_ma, heldout_curve, window, tolerance):
+def _result(curve, stopped_early, log_ma, heldout_points, window, tolerance):
+    """heldout_points: [(iteration, held-out bound, its standard error)]."""
     estimate = float(trailing_mean(curve, window)[-1]) if len(curve) else float("nan")
-    heldout = heldout_curve[-1][1] if heldout_curve else None
+    heldout_curve = [(done, value) for done, value, _ in heldout_points]
+    heldout_noise = heldout_points[-1][2] if heldout_points else None
     diagnostics = convergence_diagnostics(curve, window, tolerance)
-    diagnostics.update(stopped_early=stopped_early, **heldout_diagnostics(estimate, heldout_curve))
+    diagnostics.update(stopped_early=stopped_early, **heldout_diagnostics(estimate, heldout_curve, heldout_noise))
     return MineResult(estimate=estimate, curve=curve, iterations=len(curve),
                       skipped_steps=int((~torch.isfinite(curve)).sum()), moving_average=float(log_ma.exp()),
-                      heldout_estimate=heldout, average_last=window, heldout_curve=heldout_curve,
-                      diagnostics=diagnostics)
+                      heldout_estimate=diagnostics["heldout_estimate"], average_last=window,
+                      heldout_curve=heldout_curve, diagnostics=diagnostics)
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -355,17 +364,20 @@ def convergence_diagnostics(curve, window=AVERAGE_LAST, tolerance=TOLERANCE):
             "nonfinite_last_window": nonfinite_last}
 
 
-def heldout_diagnostics(estimate, heldout_curve):
-    """Does the critic generalise? A training-set estimate well above the held-out bound means
-    it memorises the sample rather than measuring the dependence (more iterations or a
-    larger lr then inflate the estimate instead of refining it)."""
+def heldout_diagnostics(estimate, heldout_curve, heldout_noise=0.0):
+    """Does the critic generalise? A training-set estimate well above the held-out bound
+    (beyond OVERFIT_GAP and NOISE_SIGMAS standard errors of the held-out bound) means it
+    memorises the sample rather than measuring the dependence: more iterations or a larger
+    lr then inflate the estimate instead of refining it."""
     if not heldout_curve:
-        return {"heldout_estimate": None, "heldout_gap": None, "heldout_peak": None, "overfitting": None}
+        return {"heldout_estimate": None, "heldout_noise": None, "heldout_gap": None, "heldout_peak": None,
+                "overfitting": None}
     heldout = heldout_curve[-1][1]
     peak_iteration, peak = max(heldout_curve, key=lambda point: point[1])
     gap = estimate - heldout
-    return {"heldout_estimate": heldout, "heldout_gap": gap, "heldout_peak": [peak_iteration, peak],
-            "overfitting": bool(gap > max(OVERFIT_GAP * abs(estimate), SCALE_FLOOR))}
+    threshold = max(OVERFIT_GAP * abs(estimate), SCALE_FLOOR, NOISE_SIGMAS * heldout_noise)
+    return {"heldout_estimate": heldout, "heldout_noise": heldout_noise, "heldout_gap": gap,
+            "heldout_peak": [peak_iteration, peak], "overfitting": bool(gap > threshold)}
 
 
 # --------------------------------------------------------------------------- calibration
