@@ -40,6 +40,8 @@ def parse_option():
     add("--test", type=int, default=4000, help="target test images")
     add("--epochs", type=int, default=3, help="target epochs")
     add("--batch", type=int, default=512)
+    add("--train_bn_epochs", type=int, default=None,
+        help="time train_bn for this many epochs and scale to --epochs (its cost per epoch is constant)")
     add("--reference_batches", type=int, default=6, help="batches per split timed on the reference-style path")
     add("--num_workers", type=int, default=2, help="DataLoader workers of the reference-style path")
     add("--device", default="auto")
@@ -63,12 +65,13 @@ def random_target(args, device):
 
 def time_protocol(args, target, protocol, device):
     model = build_model(args.model, args.source_classes).to(device)
-    settings = ProbeSettings(epochs=args.epochs, batch_size=args.batch)
+    epochs = args.train_bn_epochs if protocol == "train_bn" and args.train_bn_epochs else args.epochs
+    settings = ProbeSettings(epochs=epochs, batch_size=args.batch)
     synchronize(device)
     started = time.perf_counter()
     run_probe(model, target, protocol, settings)
     synchronize(device)
-    return time.perf_counter() - started
+    return (time.perf_counter() - started) * args.epochs / epochs
 
 
 def reference_style_seconds(args, target, device):
