@@ -8,7 +8,8 @@ The protocol is the reference's: a critic MLP [a|b -> h -> h -> h -> 1], Adam, p
 iteration a joint batch and a marginal batch (the `a` rows of one random draw paired
 with the `b` rows of an independent draw), the Donsker-Varadhan bound
 mean(T_joint) - log mean(exp T_marg), a moving average of mean(exp T_marg) that
-corrects the bias of the gradient, and as the estimate the mean of the last 500 bounds.
+corrects the bias of the gradient, and as the estimate the mean of the last 500 bounds
+(of the finite ones: skipped steps leave a NaN in the curve).
 
 What differs from the reference, on purpose:
 - data, sampling and the per-iteration curve stay on the device: no numpy sampling,
@@ -19,6 +20,11 @@ What differs from the reference, on purpose:
 - a non-finite step is skipped per critic: its weights, Adam moments, step count and
   moving average stay as they were (the reference resets the average to 0, which makes
   the next gradient explode).
+
+Each result carries convergence diagnostics (is the smoothed bound still rising, flat or
+falling over the last windows; were steps skipped) and, with `eval_fraction`, the bound
+on held-out rows, which tells a critic that measures the dependence from one that
+memorises the sample.
 """
 import math
 from dataclasses import dataclass, field
@@ -31,6 +37,7 @@ AVERAGE_LAST = 500      # the estimate is the mean of this many last bounds
 TOLERANCE = 0.02        # relative change per window under which the estimate counts as flat
 NOISE_SIGMAS = 3.0      # changes within this many standard errors count as noise
 SCALE_FLOOR = 0.05      # nats: relative changes of estimates near 0 are measured against this
+HELDOUT_SHUFFLES = 4    # pairings of the held-out rows that make up its marginal sample
 OVERFIT_GAP = 0.1       # a training estimate this much (relative) above the held-out bound is overfitting
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, used by the reference
 
@@ -270,21 +277,25 @@ def _stop_flat_copies(curve, window, tolerance, active, stopped_at, done):
 class HeldOutBound:
     """DV bound of each critic on rows it never trains on, and its standard error: [K, 2].
 
-    Every held-out row is a joint pair; the marginal pairs are the same rows with b shuffled
-    once (fixed, so values at different iterations compare)."""
+    Every held-out row is a joint pair; the marginal pairs are the same rows with b shuffled,
+    HELDOUT_SHUFFLES times (fixed, so values at different iterations compare; several
+    shuffles because log mean exp over one pairing of a few thousand rows is noisy)."""
 
     def __init__(self, a, b, rows, batch_size, amp, generator):
         self.a, self.b, self.rows, self.batch_size, self.amp = a, b, rows, batch_size, amp
-        self.shuffled = rows[torch.randperm(len(rows), generator=generator, device=rows.device)]
+        self.shuffled = [rows[torch.randperm(len(rows), generator=generator, device=rows.device)]
+                         for _ in range(HELDOUT_SHUFFLES)]
 
     @torch.no_grad()
     def __call__(self, critic):
         joint, marginal = [], []
         for start in range(0, len(self.rows), self.batch_size):
-            index, shuffled = self.rows[start:start + self.batch_size], self.shuffled[start:start + self.batch_size]
+            index = self.rows[start:start + self.batch_size]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
                 joint.append(critic(_take_rows(self.a, index), _take_rows(self.b, index)).float())
-                marginal.append(critic(_take_rows(self.a, index), _take_rows(self.b, shuffled)).float())
+                for shuffled in self.shuffled:
+                    b_rows = _take_rows(self.b, shuffled[start:start + self.batch_size])
+                    marginal.append(critic(_take_rows(self.a, index), b_rows).float())
         joint, marginal = torch.cat(joint, dim=1), torch.cat(marginal, dim=1)
         count = marginal.shape[1]
         bound = joint.mean(dim=1) - (torch.logsumexp(marginal, dim=1) - math.log(count))
