@@ -9,7 +9,6 @@ One JSON-lines row per checkpoint goes to <run folder>/transfer_<target>_<protoc
 TensorBoard scalars `transfer/<target>_<protocol>` (best accuracy vs source epoch) to
 save/tensorboard/<run name>/. Checkpoints already in the results file are skipped.
 """
-import argparse
 import fcntl
 import json
 import sys
@@ -26,7 +25,7 @@ from models import build_model
 
 
 def parse_option(argv=None):
-    parser = argparse.ArgumentParser(description="per-checkpoint linear transfer")
+    parser = util.ArgumentParser(description="per-checkpoint linear transfer")
     add = parser.add_argument
     add("--source_dataset", default="cifar100", help="data set the checkpoints were trained on (sets the class count)")
     add("--target_dataset", default="cinic10", help="cinic10, cifar10, cifar100, stl10 or folder:<path>")

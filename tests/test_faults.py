@@ -120,3 +120,69 @@ def test_foreign_pickle_checkpoint_is_refused_not_executed(tmp_path):
     with pytest.raises(util.UserError, match="ckpt_epoch_2.pth cannot be read"):
         util.load_checkpoint(path)
     assert not (tmp_path / "owned").exists()
+
+
+# --------------------------------------------------------------------------- transfer on damaged run folders
+
+import transfer  # noqa: E402
+from models import build_model  # noqa: E402
+
+PROBE = ["--source_dataset", "cifar100", "--target_dataset", "cifar10", "--model", "resnet8", "--ckpt_path", "run",
+         "--start_epoch", "2", "--skip", "2", "--epoch", "1", "--batch", "16", "--device", "cpu"]
+
+
+@pytest.fixture
+def run_folder(tmp_path, monkeypatch):
+    """./data (tiny CIFAR-10) and ./run with resnet8 checkpoints of epochs 2 and 4."""
+    fakedata.write_cifar10(tmp_path / "data", n_train=20, n_test=10)
+    for epoch in (2, 4):
+        torch.manual_seed(epoch)
+        util.atomic_save({"epoch": epoch, "model": build_model("resnet8", 100).state_dict(), "accuracy": 1.0},
+                         util.checkpoint_path(tmp_path / "run", epoch))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "run"
+
+
+def test_a_truncated_results_file_is_repaired_by_the_next_run(run_folder, capsys):
+    transfer.main(PROBE)
+    results = run_folder / "transfer_cifar10_train_bn.jsonl"
+    first = results.read_text().splitlines()
+    results.write_text(first[0] + "\n" + first[1][: len(first[1]) // 2])   # the epoch-4 row cut in half
+    transfer.main(PROBE)
+    out = capsys.readouterr()
+    assert "not a complete result row" in out.err and "skipping epoch(s) 2" in out.out
+    assert [row["epoch"] for row in util.read_results(results)] == [2, 4]
+    assert results.read_text().splitlines()[0] == first[0]
+
+
+def test_a_truncated_checkpoint_is_named_and_the_rest_still_run(run_folder, capsys):
+    path = util.checkpoint_path(run_folder, 2)
+    path.write_bytes(path.read_bytes()[:1000])
+    result = in_process(transfer.main, PROBE, capsys)
+    assert result.returncode != 0 and "ckpt_epoch_2.pth cannot be read" in result.stderr
+    assert [row["epoch"] for row in util.read_results(run_folder / "transfer_cifar10_train_bn.jsonl")] == [4]
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--start_epoch", "3", "--skip", "4"], "no checkpoint in run matches --start_epoch 3 --skip 4"),
+    (["--model", "wrn_16_1"], "does not fit wrn_16_1: missing"),
+    (["--target_dataset", "imagenet"], "unknown data set 'imagenet'"),
+    (["--batch", "0"], "argument --batch: must be positive"),
+])
+def test_bad_transfer_input_is_one_line_and_keeps_results(run_folder, capsys, change, message):
+    transfer.main(PROBE)
+    results = run_folder / "transfer_cifar10_train_bn.jsonl"
+    before = results.read_bytes()
+    argv = PROBE + change
+    if change[0] == "--model":   # a different architecture reads the same checkpoints: nothing is skipped
+        argv += ["--results", str(run_folder / "other.jsonl")]
+    result = in_process(transfer.main, argv, capsys)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert results.read_bytes() == before
+
+
+def test_an_empty_run_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "save/model/empty").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(in_process(transfer.main, PROBE[:7] + ["empty"], capsys))
+    assert "holds no ckpt_epoch_*.pth" in line
