@@ -6,7 +6,7 @@ Depth d gives (d - 2) / 6 blocks per stage. The plain nets have 16/32/64 channel
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .util import ZooModel, global_pool, he_init
+from .util import ZooModel, he_init
 
 
 def conv3x3(in_planes, out_planes, stride=1):
@@ -65,15 +65,7 @@ class ResNet(ZooModel):
 
     def forward(self, x, is_feat=False, preact=False):
         stem = F.relu(self.bn1(self.conv1(x)))
-        out1, pre1 = self.layer1(stem)
-        out2, pre2 = self.layer2(out1)
-        out3, pre3 = self.layer3(out2)
-        pooled = global_pool(out3)
-        logits = self.fc(pooled)
-        if not is_feat:
-            return logits
-        stages = (pre1, pre2, pre3) if preact else (out1, out2, out3)
-        return [stem, *stages, pooled], logits
+        return self.forward_stages(stem, (self.layer1, self.layer2, self.layer3), is_feat, preact)
 
 
 PLAIN_WIDTHS = (16, 16, 32, 64)

@@ -6,7 +6,7 @@ four stages of 64/128/256/512 planes (x4 channels with bottlenecks), strides 1/2
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .util import ZooModel, global_pool, he_init
+from .util import ZooModel, he_init
 
 
 def projection(in_planes, out_planes, stride):
@@ -82,16 +82,7 @@ class ResNet(ZooModel):
 
     def forward(self, x, is_feat=False, preact=False):
         stem = F.relu(self.bn1(self.conv1(x)))
-        out1, pre1 = self.layer1(stem)
-        out2, pre2 = self.layer2(out1)
-        out3, pre3 = self.layer3(out2)
-        out4, pre4 = self.layer4(out3)
-        pooled = global_pool(out4)
-        logits = self.linear(pooled)
-        if not is_feat:
-            return logits
-        stages = (pre1, pre2, pre3, pre4) if preact else (out1, out2, out3, out4)
-        return [stem, *stages, pooled], logits
+        return self.forward_stages(stem, (self.layer1, self.layer2, self.layer3, self.layer4), is_feat, preact)
 
 
 def ResNet18(num_classes):

@@ -8,7 +8,7 @@ The three variants share D and differ only in how D is split into groups.
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .util import ZooModel, global_pool
+from .util import ZooModel
 
 DEPTH = 32
 STEM_CHANNELS = 32
@@ -79,15 +79,7 @@ class ResNeXt(ZooModel):
 
     def forward(self, x, is_feat=False, preact=False):
         stem = F.relu(self.bn_1(self.conv_1_3x3(x)))
-        out1, pre1 = self.stage_1(stem)
-        out2, pre2 = self.stage_2(out1)
-        out3, pre3 = self.stage_3(out2)
-        pooled = global_pool(out3)
-        logits = self.classifier(pooled)
-        if not is_feat:
-            return logits
-        stages = (pre1, pre2, pre3) if preact else (out1, out2, out3)
-        return [stem, *stages, pooled], logits
+        return self.forward_stages(stem, (self.stage_1, self.stage_2, self.stage_3), is_feat, preact)
 
 
 def resnext32_16x4d(num_classes):

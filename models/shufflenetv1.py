@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .util import ZooModel, global_pool
+from .util import ZooModel
 
 STEM_CHANNELS = 24
 
@@ -72,15 +72,7 @@ class ShuffleNet(ZooModel):
 
     def forward(self, x, is_feat=False, preact=False):
         stem = F.relu(self.bn1(self.conv1(x)))
-        out1, pre1 = self.layer1(stem)
-        out2, pre2 = self.layer2(out1)
-        out3, pre3 = self.layer3(out2)
-        pooled = global_pool(out3)
-        logits = self.linear(pooled)
-        if not is_feat:
-            return logits
-        stages = (pre1, pre2, pre3) if preact else (out1, out2, out3)
-        return [stem, *stages, pooled], logits
+        return self.forward_stages(stem, (self.layer1, self.layer2, self.layer3), is_feat, preact)
 
 
 def ShuffleV1(num_classes):

@@ -48,6 +48,25 @@ class ZooModel(nn.Module):
         parent_path, _, name = self.classifier_path.rpartition(".")
         setattr(self.get_submodule(parent_path), name, linear)
 
+    def forward_stages(self, stem, stages, is_feat, preact, head=None):
+        """The forward pass after the stem, for families whose stages end in a block that
+        returns (output, pre-activation): run the stages, pool (after `head`, e.g. a last
+        1x1 convolution, when given), classify.
+
+        Returns logits, or (feats, logits) with feats = [stem, each stage's output (its
+        pre-activation with `preact`), pooled vector].
+        """
+        outputs, preacts, out = [], [], stem
+        for stage in stages:
+            out, pre = stage(out)
+            outputs.append(out)
+            preacts.append(pre)
+        pooled = global_pool(head(out) if head is not None else out)
+        logits = self.get_classifier()(pooled)
+        if not is_feat:
+            return logits
+        return [stem, *(preacts if preact else outputs), pooled], logits
+
     def load_model(self, source):
         """Load weights from a checkpoint path, a checkpoint dict holding `model`, or a state dict.
 
