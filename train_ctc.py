@@ -10,7 +10,7 @@ Stage 2: CE + beta * NCE between the model and a frozen copy of itself from epoc
 Checkpoints go to save/model/{model}_{dataset}_a:{alpha}_b:{beta}_{note}/.
 """
 import util
-from helper.loops import CTCMethod, fit
+from helper.loops import CTCMethod
 from helper.session import TrainingSession
 
 
@@ -56,10 +56,8 @@ def main(argv=None):
     _, test_loader, n_data = session.loaders()
     method = CTCMethod(session.model, make_loader, n_data, args, session.precision)
     step = session.step(method.trainable_parameters())
-    name = util.ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note)
-    run = session.run(util.model_folder(name))
-    fit(run, method, session.model, step, test_loader, args.epochs, args.save_freq, args.print_freq)
-    session.close(run)
+    session.train(util.ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note),
+                  method, step, test_loader)
 
 
 if __name__ == "__main__":

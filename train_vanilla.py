@@ -8,7 +8,7 @@ events to save/tensorboard/<same name>/. Several GPUs: torchrun --nproc_per_node
 (--batch_size stays the global batch).
 """
 import util
-from helper.loops import CrossEntropyMethod, fit
+from helper.loops import CrossEntropyMethod
 from helper.session import TrainingSession
 
 
@@ -28,10 +28,8 @@ def main(argv=None):
     step = session.step(session.model.parameters())
     method = CrossEntropyMethod(session.trained_model(), train_loader, args.learning_rate, args.weight_decay,
                                 args.epochs, args.min_lr_scale)
-    name = util.vanilla_run_name(args.model, args.dataset, args.learning_rate, args.trial, args.note)
-    run = session.run(util.model_folder(name))
-    fit(run, method, session.model, step, test_loader, args.epochs, args.save_freq, args.print_freq)
-    session.close(run)
+    session.train(util.vanilla_run_name(args.model, args.dataset, args.learning_rate, args.trial, args.note),
+                  method, step, test_loader)
 
 
 if __name__ == "__main__":

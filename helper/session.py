@@ -9,6 +9,7 @@ import torch
 
 import util
 from dataset import build_loaders, dataset_info
+from helper.loops import fit
 from helper.steps import Precision, build_step, configure_backends
 from models import build_model
 
@@ -58,11 +59,11 @@ class TrainingSession:
         except ValueError as err:
             raise util.UserError(str(err)) from None
 
-    def run(self, folder):
-        return util.TrainingRun(folder, self.opts.model, vars(self.opts), resume=self.opts.resume,
-                                writes=self.is_main)
-
-    def close(self, run):
+    def train(self, run_name, method, step, test_loader):
+        """Train into save/model/<run_name>/ (only the first process writes), then clean up."""
+        o = self.opts
+        run = util.TrainingRun(util.model_folder(run_name), o.model, vars(o), resume=o.resume, writes=self.is_main)
+        fit(run, method, self.model, step, test_loader, o.epochs, o.save_freq, o.print_freq)
         run.close()
         if self.world_size > 1:
             torch.distributed.destroy_process_group()
