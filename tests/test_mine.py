@@ -122,38 +122,51 @@ def test_shared_input_is_the_same_as_repeating_it():
 def test_batches_pair_joint_rows_and_draw_without_replacement():
     rows = torch.arange(100, dtype=torch.float32)[:, None]
     generator = torch.Generator().manual_seed(0)
-    a_rows, b_rows = mine._draw_batches(rows, rows + 1000, torch.arange(100), 40, generator)
+    a_rows, b_rows = mine._draw_batches(rows, rows + 1000, 100, 40, generator)
     assert a_rows.shape == b_rows.shape == (80, 1)
     assert torch.equal(a_rows[:40] + 1000, b_rows[:40])        # joint: the same rows
     assert not torch.equal(a_rows[40:] + 1000, b_rows[40:])    # marginal: independent draws
     for draw in (a_rows[:40], a_rows[40:], b_rows[40:]):
         assert len(torch.unique(draw)) == 40
+    some_rows = torch.arange(0, 100, 2)
+    a_rows, b_rows = mine._draw_batches(rows, rows + 1000, some_rows, 40, generator)
+    assert set(a_rows.flatten().tolist()) | set((b_rows - 1000).flatten().tolist()) <= set(some_rows.tolist())
 
 
 # --------------------------------------------------------------------------- robustness
 
 def test_masked_adam_matches_torch_adam_and_skips_masked_copies():
     torch.manual_seed(0)
-    start = torch.randn(3, 4, 5)
-    ours, reference = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
-    masked, adam = mine.MaskedAdam([ours], 0.01, 3), torch.optim.Adam([reference], lr=0.01)
+    start = torch.randn(3, 20)
+    ours, grads, reference = start.clone(), torch.zeros(3, 20), torch.nn.Parameter(start.clone())
+    masked, adam = mine.MaskedAdam(ours, grads, 0.01), torch.optim.Adam([reference], lr=0.01)
     for step in range(4):
-        grad = torch.randn(3, 4, 5)
-        ours.grad, reference.grad = grad.clone(), grad.clone()
+        grads.copy_(torch.randn(3, 20))
+        reference.grad = grads.clone()
         masked.step(torch.ones(3, dtype=torch.bool))
         adam.step()
     assert torch.allclose(ours, reference, atol=1e-6)
-    before = ours.detach().clone()
-    moments = masked.exp_avg[0].clone()
-    ours.grad = torch.randn(3, 4, 5)
-    ours.grad[1] = float("nan")
-    ours.grad[2, 0, 0] = float("inf")
+    before, moments = ours.clone(), masked.exp_avg.clone()
+    grads.copy_(torch.randn(3, 20))
+    grads[1] = float("nan")
+    grads[2, 0] = float("inf")
     taken = masked.step(torch.tensor([True, False, True]))
     assert taken.tolist() == [True, False, False]  # copy 2: finite loss flag, but a non-finite gradient
     for k in (1, 2):
-        assert torch.equal(ours[k], before[k]) and torch.equal(masked.exp_avg[0][k], moments[k])
+        assert torch.equal(ours[k], before[k]) and torch.equal(masked.exp_avg[k], moments[k])
     assert not torch.equal(ours[0], before[0])
     assert masked.steps.tolist() == [5, 4, 4]
+
+
+def test_critic_layers_are_views_of_one_buffer_and_gradients_land_in_it():
+    critic = mine.BatchedCritic(2, 3, 4, 5, torch.Generator().manual_seed(0))
+    assert critic.flat_weights.shape == (2, 3 * 5 + 4 * 5 + 5 + 2 * (25 + 5) + 5 + 1)
+    critic.w_2.data[1, 0, 0] = 7.0
+    assert (critic.flat_weights[1] == 7.0).sum() == 1 and (critic.flat_weights[0] == 7.0).sum() == 0
+    assert critic.b_1.abs().sum() == 0 and 0.01 < critic.w_a.std() < 0.04
+    critic(torch.randn(6, 3), torch.randn(2, 6, 4))[1].sum().backward()
+    assert critic.flat_grads[0].abs().sum() == 0 and critic.flat_grads[1].abs().sum() > 0
+    assert critic.w_4.grad.data_ptr() == critic.flat_grads[0, -6:].data_ptr()
 
 
 def test_nonfinite_rows_skip_steps_and_keep_the_moving_average_finite():
@@ -215,6 +228,7 @@ def test_heldout_estimate_uses_rows_kept_out_of_training():
     train_rows, heldout_rows = mine._split_rows(1000, 0.25, torch.Generator().manual_seed(0), "cpu")
     assert len(heldout_rows) == 250 and len(train_rows) == 750
     assert sorted(torch.cat((train_rows, heldout_rows)).tolist()) == list(range(1000))
+    assert mine._split_rows(1000, 0.0, torch.Generator(), "cpu") == (1000, None)
     x, y = gaussians(1.0, 2)
     result = mine.estimate_mi(x, y, iters=700, eval_fraction=0.25, **SMALL)
     assert [done for done, _ in result.heldout_curve] == [200, 400, 600, 700]
