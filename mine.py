@@ -67,7 +67,8 @@ def parse_option(argv=None):
     add("--eval_fraction", type=float, default=0.0,
         help="hold out this fraction of rows and report the bound on them (0: train on all, as the reference)")
     add("--early_stop", action="store_true",
-        help="stop a critic once its smoothed estimate has been flat for two windows of 500 iterations")
+        help="stop a critic once its smoothed estimate (mean of 500 bounds) has changed by less than 2%% "
+             "over 2000 iterations, at two checks 500 iterations apart")
     add("--batch_ckpts", type=util.positive(), default=1, help="checkpoints estimated together in one batched run")
     add("--calibrate", choices=("gaussian",), default=None,
         help="estimate correlated Gaussians of known MI instead of checkpoints")
@@ -198,7 +199,8 @@ def describe(result):
     diagnostics = result.diagnostics
     change = diagnostics["rel_change"]
     parts = [f"status {diagnostics['status']}",
-             f"last-window change {change:+.1%}" if change is not None else "too few iterations for a trend",
+             f"change over the last {diagnostics['span']} iterations {change:+.1%}" if change is not None
+             else "too few iterations for a trend",
              f"{result.iterations} iterations"]
     if result.skipped_steps:
         parts.append(f"{result.skipped_steps} non-finite steps skipped")

@@ -35,7 +35,8 @@ import torch
 MA_RATE = 0.01          # moving-average rate of mean(exp T_marg), as in the reference
 INIT_STD = 0.02         # std of the first three layers' weights, as in the reference
 AVERAGE_LAST = 500      # the estimate is the mean of this many last bounds
-TOLERANCE = 0.02        # relative change per window under which the estimate counts as flat
+TOLERANCE = 0.02        # relative change over TREND_SPAN windows under which the estimate counts as flat
+TREND_SPAN = 4          # windows between the two window means whose difference is the trend
 NOISE_SIGMAS = 3.0      # changes within this many standard errors count as noise
 SCALE_FLOOR = 0.05      # nats: relative changes of estimates near 0 are measured against this
 HELDOUT_SHUFFLES = 4    # pairings of the held-out rows that make up its marginal sample
@@ -279,7 +280,7 @@ def _dv_step(critic_out, batch_size, log_ma):
 
 
 def _stop_flat_copies(curve, window, tolerance, active, stopped_at, done):
-    """Deactivate copies whose last two window-to-window changes were flat; True when none is left."""
+    """Deactivate copies whose trend was flat at this check and the one before; True when none is left."""
     for k in range(curve.shape[1]):
         if active[k]:
             trends = [window_trend(curve[:end, k], window, tolerance)["trend"] for end in (done - window, done)]
@@ -346,30 +347,36 @@ def trailing_mean(curve, window):
 
 
 def window_trend(curve, window, tolerance=TOLERANCE):
-    """Change of the mean bound between the last two windows of a 1-D curve.
+    """Change of the mean bound of the last window against a window TREND_SPAN windows earlier
+    (or the earliest full one), on a 1-D curve.
 
-    'rising' / 'falling' when the change exceeds both `tolerance` of the estimate's
-    scale and NOISE_SIGMAS standard errors of the difference; 'flat' otherwise.
+    'rising' / 'falling' when the change exceeds both `tolerance` of the estimate's scale
+    and NOISE_SIGMAS standard errors of the difference; 'flat' otherwise. Looking several
+    windows back catches a slow drift (a critic memorising the sample) that two
+    neighbouring windows would call flat.
     """
-    if len(curve) < 2 * window:
-        return {"trend": "short", "rel_change": None, "noise": None}
-    last, previous = curve[-window:], curve[-2 * window:-window]
-    last, previous = last[torch.isfinite(last)], previous[torch.isfinite(previous)]
-    if len(last) < 2 or len(previous) < 2:
-        return {"trend": "non-finite", "rel_change": None, "noise": None}
-    change = float(last.mean() - previous.mean())
-    noise = math.sqrt(float(last.var()) / len(last) + float(previous.var()) / len(previous))
+    windows = len(curve) // window
+    if windows < 2:
+        return {"trend": "short", "rel_change": None, "noise": None, "span": None}
+    back = min(TREND_SPAN, windows - 1)
+    last, earlier = curve[-window:], curve[len(curve) - (back + 1) * window:len(curve) - back * window]
+    last, earlier = last[torch.isfinite(last)], earlier[torch.isfinite(earlier)]
+    if len(last) < 2 or len(earlier) < 2:
+        return {"trend": "non-finite", "rel_change": None, "noise": None, "span": back * window}
+    change = float(last.mean() - earlier.mean())
+    noise = math.sqrt(float(last.var()) / len(last) + float(earlier.var()) / len(earlier))
     scale = max(abs(float(last.mean())), SCALE_FLOOR)
     threshold = max(tolerance * scale, NOISE_SIGMAS * noise)
     trend = "rising" if change > threshold else "falling" if change < -threshold else "flat"
-    return {"trend": trend, "rel_change": change / scale, "noise": noise / scale}
+    return {"trend": trend, "rel_change": change / scale, "noise": noise / scale, "span": back * window}
 
 
 def convergence_diagnostics(curve, window=AVERAGE_LAST, tolerance=TOLERANCE):
     """Is the estimate of this 1-D bound curve trustworthy?
 
-    status: 'converged' (the smoothed bound is flat over the last two windows),
-    'rising' (still improving: train longer or raise lr), 'diverging' (falling, or
+    status: 'converged' (the smoothed bound is flat over the last TREND_SPAN windows),
+    'rising' (still improving: train longer or raise lr; or, if a held-out bound says the
+    critic overfits, memorising: stop earlier or lower lr), 'diverging' (falling, or
     non-finite steps in the last window: lower lr), 'too_short' (fewer than two windows).
     """
     window = max(1, min(window, len(curve) // 2)) if len(curve) >= 2 else 1
@@ -386,7 +393,7 @@ def convergence_diagnostics(curve, window=AVERAGE_LAST, tolerance=TOLERANCE):
     window_means = [float(chunk[torch.isfinite(chunk)].mean()) if torch.isfinite(chunk).any() else None
                     for chunk in torch.split(curve[len(curve) % window:], window)][-4:] if len(curve) else []
     return {"status": status, "trend": trend["trend"], "rel_change": trend["rel_change"],
-            "noise": trend["noise"], "window": window, "window_means": window_means,
+            "noise": trend["noise"], "span": trend["span"], "window": window, "window_means": window_means,
             "nonfinite_last_window": nonfinite_last}
 
 

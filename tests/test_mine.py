@@ -207,6 +207,11 @@ def test_diagnostics_tell_converged_rising_and_diverging_apart():
     assert falling["status"] == "diverging" and falling["rel_change"] < -0.1
     assert mine.convergence_diagnostics(broken, window=500)["status"] == "diverging"
     assert len(flat["window_means"]) == 4 and flat["window_means"][-1] == pytest.approx(1.0, abs=0.01)
+    # +1% per window: flat between neighbours, but 4% over the last four windows.
+    drifting = mine.convergence_diagnostics(noisy(np.linspace(1.0, 1.1, 5000)), window=500)
+    assert drifting["status"] == "rising" and drifting["span"] == 2000
+    assert drifting["rel_change"] == pytest.approx(0.04 / 1.1, abs=0.005)
+    assert mine.window_trend(noisy(np.linspace(1.0, 1.1, 5000))[-1000:], 500)["trend"] == "flat"
 
 
 def test_trailing_mean_ignores_skipped_steps():
