@@ -177,6 +177,18 @@ def test_a_corrupt_checkpoint_is_named_the_others_still_run_and_the_exit_is_non_
     assert [row["epoch"] for row in util.read_results(results_file(workdir, "xt", "cifar100"))] == [2, 6]
 
 
+def test_a_checkpoint_with_non_finite_features_is_named_and_skipped(workdir, capsys):
+    path = util.checkpoint_path(workdir / "save" / "model" / RUN_NAME, 6)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["model"]["conv1.weight"][0] = float("nan")
+    util.atomic_save(checkpoint, path)
+    with pytest.raises(util.UserError, match="1 of 3 checkpoint"):
+        mine.main(XT)
+    captured = capsys.readouterr()
+    assert captured.err.count(path.name) == 1 and "non-finite features" in captured.err
+    assert [row["epoch"] for row in util.read_results(results_file(workdir, "xt", "cifar100"))] == [2, 4]
+
+
 def test_bad_flags_end_in_one_line(workdir):
     for args, message in ((["--mode", "xt"], "--ckpt_path is required"),
                           (XT + ["--batch_size", "1000"], "--batch_size 1000 is larger than the 160 rows"),
