@@ -20,12 +20,9 @@ estimate vs truth; bench/BENCHMARKS.md ("MINE") records such a table and the lr 
 iteration count it supports.
 """
 import argparse
-import fcntl
-import json
 import math
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -189,8 +186,8 @@ def estimate_group(args, group, shared, device, results_path, writer, dataset_ta
     for (epoch, path, _, feature_seconds), result in zip(group, results):
         print(f"{name} of {args.model} of {epoch}-th epoch is : {result.estimate}", flush=True)
         print(f"  {describe(result)}", flush=True)
-        store_result(results_path, result_row(args, epoch, path, result, feature_seconds + critic_seconds,
-                                              len(group), device))
+        row = result_row(args, epoch, path, result, feature_seconds + critic_seconds, len(group), device)
+        util.store_result(results_path, row, keys=("mode", "dataset", "epoch"))
         write_tensorboard(writer, f"{name}_{dataset_tag}", epoch, result)
     writer.flush()
 
@@ -246,29 +243,6 @@ def curve_points(result, points=CURVE_POINTS):
             yield end, float(chunk.mean()), float(smoothed[end - 1])
 
 
-@contextmanager
-def locked(path):
-    """An exclusive lock beside `path`, so shards sharing one results file never drop each other's rows."""
-    lock_path = path.with_name(f".{path.name}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def store_result(path, row):
-    """Write `row` into the results file, replacing an older row of the same epoch, mode and data set."""
-    def same(other):
-        return all(other.get(key) == row[key] for key in ("epoch", "mode", "dataset"))
-    with locked(path):
-        rows = [other for other in util.read_results(path) if not same(other)] + [row]
-        rows.sort(key=lambda other: (str(other.get("mode")), str(other.get("dataset")), other.get("epoch", 0)))
-        util.atomic_write_text(path, "".join(json.dumps(other, sort_keys=True) + "\n" for other in rows))
-
-
 # --------------------------------------------------------------------------- calibration
 
 def calibrate(args, device):
@@ -301,9 +275,9 @@ def calibrate(args, device):
         print(" ".join([f"{truth:8.4f}", f"{rho:7.4f}"] + [f"{value:9.4f}" for value in at_marks]
                        + [f"{error:+8.1%}", f"{heldout:>9}", status]), flush=True)
         if args.results:
-            with locked(Path(args.results)):  # calibration rows accumulate: one per problem and setting
-                util.append_result(args.results, calibration_row(args, rho, truth, result, marks, at_marks,
-                                                                 seconds / len(results), device))
+            # calibration rows accumulate: one per problem and setting
+            util.append_result(args.results, calibration_row(args, rho, truth, result, marks, at_marks,
+                                                             seconds / len(results), device))
 
 
 def calibration_row(args, rho, truth, result, marks, at_marks, seconds, device):

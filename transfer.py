@@ -9,11 +9,8 @@ One JSON-lines row per checkpoint goes to <run folder>/transfer_<target>_<protoc
 TensorBoard scalars `transfer/<target>_<protocol>` (best accuracy vs source epoch) to
 save/tensorboard/<run name>/. Checkpoints already in the results file are skipped.
 """
-import fcntl
-import json
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -92,7 +89,7 @@ def main(argv=None):
                "lr": args.lr, "wd": args.wd, "momentum": settings.momentum, "batch": args.batch,
                "epochs": args.epoch, "seed": args.seed, "device": str(device),
                "seconds": round(time.time() - started, 3)}
-        store_result(results_path, row)
+        util.store_result(results_path, row)
         writer.add_scalar(f"transfer/{target_tag}_{args.protocol}", result.best_acc, epoch)
         writer.flush()
     writer.close()
@@ -109,27 +106,6 @@ def pending(checkpoints, results_path, force):
         return checkpoints
     print(f"skipping epoch(s) {', '.join(map(str, skipped))}: already in {results_path} (--force to redo)")
     return [c for c in checkpoints if c[1] not in done]
-
-
-@contextmanager
-def locked(path):
-    """An exclusive lock beside `path`, so shards sharing one results file never drop each other's rows."""
-    lock_path = path.with_name(f".{path.name}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def store_result(path, row):
-    """Write `row` into the results file, replacing an older row of the same epoch (--force)."""
-    with locked(path):
-        rows = [r for r in util.read_results(path) if r.get("epoch") != row["epoch"]] + [row]
-        rows.sort(key=lambda r: r.get("epoch", 0))
-        util.atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ JSON-lines result files, per-checkpoint sharding and the TensorBoard writer.
 Nothing here parses command lines or knows about a particular algorithm.
 """
 import argparse
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import math
@@ -302,10 +304,36 @@ def read_results(path):
     return rows
 
 
+@contextlib.contextmanager
+def locked(path):
+    """An exclusive lock beside `path`, so processes sharing one results file (shards of a
+    run) never drop each other's rows."""
+    lock_path = Path(path).with_name(f".{Path(path).name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def store_result(path, row, keys=("epoch",)):
+    """Put `row` into a results file, replacing an older row with the same `keys` (a forced
+    rerun); rows stay sorted by those keys, and the file is rewritten atomically under a lock."""
+    def key(r):
+        return tuple(str(r.get(k)) if not isinstance(r.get(k), (int, float)) else r.get(k) for k in keys)
+    with locked(path):
+        rows = [r for r in read_results(path) if key(r) != key(row)] + [row]
+        rows.sort(key=key)
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
 def append_result(path, row):
-    """Add one row; the file is rewritten atomically so it is never half-written."""
-    rows = read_results(path) + [row]
-    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    """Add one row (no key replaced), atomically and under the file's lock."""
+    with locked(path):
+        rows = read_results(path) + [row]
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 # --------------------------------------------------------------------------- checkpoints
