@@ -13,11 +13,13 @@ one JSON-lines row in <run folder>/mine_<mode>_<dataset>.jsonl, and TensorBoard 
 value under `mine_curve/epoch_<E>/` in save/tensorboard/<run name>/. Checkpoints already
 in the results file are skipped (--force to redo).
 
-    python mine.py --calibrate gaussian --dim 10 --true_mi 0.5 1 2 4 --lr 1e-4 --iter_num 1e+4
+    python mine.py --calibrate gaussian --dim 10 --true_mi 0.5 1 2 4 --lr 1e-5 --iter_num 5000 --eval_fraction 0.1
 
 estimates correlated Gaussians of known MI with the same critic and settings and prints
-estimate vs truth; bench/BENCHMARKS.md ("MINE") records such a table and the lr and
-iteration count it supports.
+estimate vs truth; bench/BENCHMARKS.md ("MINE: calibration ...") records such tables and
+the lr and iteration count they support. With --eval_fraction the critic never trains on
+that share of the rows, and a results row says whether the estimate exceeds the bound on
+them (`overfitting`: the critic memorises the sample instead of measuring the dependence).
 """
 import argparse
 import math
