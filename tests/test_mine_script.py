@@ -31,12 +31,7 @@ def line_pattern(name):
     return re.compile(r"^" + re.escape(name) + r" of resnet8 of (\d+)-th epoch is : (\S+)$")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -30,14 +30,7 @@ TINY = ["--source_dataset", "cifar100", "--target_dataset", "cifar10", "--model"
         "--lr", "0.1", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny batches gain nothing from threads, and on a busy shared machine two threads
-    # spinning against each other make a resnet8 forward pass ~40x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def source_model(seed):
