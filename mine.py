@@ -21,7 +21,6 @@ the lr and iteration count they support. With --eval_fraction the critic never t
 that share of the rows, and a results row says whether the estimate exceeds the bound on
 them (`overfitting`: the critic memorises the sample instead of measuring the dependence).
 """
-import argparse
 import math
 import sys
 import time
@@ -43,7 +42,7 @@ CURVE_POINTS = 1000  # per-iteration curves are averaged down to at most this ma
 
 
 def parse_option(argv=None):
-    parser = argparse.ArgumentParser(description="MINE estimates of I(X;T) and I(T;Y) per checkpoint")
+    parser = util.ArgumentParser(description="MINE estimates of I(X;T) and I(T;Y) per checkpoint")
     add = parser.add_argument
     add("--mode", default="xt", choices=("xt", "ty"), help="xt: I(X;T), ty: I(T;Y)")
     add("--model", default="resnext32_16x4d")

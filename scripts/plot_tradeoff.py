@@ -10,7 +10,6 @@ MINE series found, one line per run, with each run's best-transfer epoch marked.
 Writes PREFIX.png and PREFIX.md (a per-run table: best source accuracy, best
 transfer accuracy, transfer at the last evaluated epoch and the drop between them).
 """
-import argparse
 import math
 import os
 import re
@@ -237,7 +236,7 @@ def save_png(fig, path):
 # --------------------------------------------------------------------------- main
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = util.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_FOLDER",
                         help="run folder name under save/model/, or a path to one")
     parser.add_argument("--out", default="tradeoff", help="writes PREFIX.png and PREFIX.md")

@@ -186,3 +186,27 @@ def test_an_empty_run_folder_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     line = one_line_error(in_process(transfer.main, PROBE[:7] + ["empty"], capsys))
     assert "holds no ckpt_epoch_*.pth" in line
+
+
+# --------------------------------------------------------------------------- MINE bad input
+
+import mine  # noqa: E402
+
+ESTIMATE = ["--mode", "xt", "--model", "resnet8", "--dataset", "cifar10", "--source_dataset", "cifar100",
+            "--ckpt_path", "run", "--start_epoch", "2", "--skip", "2", "--iter_num", "5", "--batch_size", "8",
+            "--hidden_size", "8", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--iter_num", "0"], "argument --iter_num: must be positive"),
+    (["--iter_num", "-5"], "argument --iter_num: must be positive"),
+    (["--start_epoch", "5", "--skip", "10"], "no checkpoint in run matches"),
+    (["--model", "vgg8"], "does not fit vgg8"),
+])
+def test_bad_mine_input_is_reported_and_keeps_results(run_folder, capsys, change, message):
+    mine.main(ESTIMATE)
+    results = run_folder / "mine_xt_cifar10.jsonl"
+    before = results.read_bytes()
+    result = in_process(mine.main, ESTIMATE + change + ["--force"], capsys)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert results.read_bytes() == before
