@@ -109,7 +109,12 @@ def estimate_checkpoints(args, device):
         checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
     dataset_tag = util.dataset_tag(args.dataset)
     results_path = Path(args.results or run_folder / f"mine_{args.mode}_{dataset_tag}.jsonl")
-    todo = pending(checkpoints, results_path, args)
+    settings = {"model": args.model, "source_dataset": args.source_dataset, "lr": args.lr, "iter_num": args.iter_num,
+                "batch_size": args.batch_size, "hidden_size": args.hidden_size, "seed": args.seed, "amp": args.amp,
+                "eval_fraction": args.eval_fraction, "early_stop": args.early_stop}
+    remaining = util.pending_epochs([epoch for epoch, _ in checkpoints], results_path, settings, args.force,
+                                    match={"mode": args.mode, "dataset": args.dataset})
+    todo = [checkpoint for checkpoint in checkpoints if checkpoint[0] in remaining]
     if not todo:
         print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
         return
@@ -150,17 +155,6 @@ def check_batch_size(args, rows):
         raise util.UserError(f"--batch_size {args.batch_size} is larger than the {train_rows} rows of "
                              f"{args.dataset}'s evaluation split available for training the critic; "
                              f"lower --batch_size (or --eval_fraction)")
-
-
-def pending(checkpoints, results_path, args):
-    """The checkpoints still to estimate; says which ones it skips."""
-    done = {row.get("epoch") for row in util.read_results(results_path)
-            if row.get("mode") == args.mode and row.get("dataset") == args.dataset}
-    skipped = [epoch for epoch, _ in checkpoints if epoch in done]
-    if args.force or not skipped:
-        return checkpoints
-    print(f"skipping epoch(s) {', '.join(map(str, skipped))}: already in {results_path} (--force to redo)")
-    return [(epoch, path) for epoch, path in checkpoints if epoch not in done]
 
 
 def checkpoint_features(args, path, source_classes, images, info, device):
@@ -213,7 +207,7 @@ def describe(result):
 def result_row(args, epoch, path, result, seconds, group_size, device):
     return {"epoch": epoch, "checkpoint": Path(path).name, "mode": args.mode, "dataset": args.dataset,
             "model": args.model, "source_dataset": args.source_dataset, "estimate": result.estimate,
-            "heldout_estimate": result.heldout_estimate, "heldout_curve": result.heldout_curve,
+            "heldout_estimate": result.heldout_estimate,
             "status": result.diagnostics["status"], "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,
             "batch_size": args.batch_size, "hidden_size": args.hidden_size, "seed": args.seed, "amp": args.amp,
             "eval_fraction": args.eval_fraction, "early_stop": args.early_stop, "batch_ckpts": group_size,
@@ -284,7 +278,7 @@ def calibrate(args, device):
 def calibration_row(args, rho, truth, result, marks, at_marks, seconds, device):
     return {"mode": "calibrate", "problem": "gaussian", "dim": args.dim, "rho": rho, "true_mi": truth,
             "estimate": result.estimate, "estimate_at": dict(zip(map(str, marks), at_marks)),
-            "heldout_estimate": result.heldout_estimate, "heldout_curve": result.heldout_curve,
+            "heldout_estimate": result.heldout_estimate,
             "status": result.diagnostics["status"], "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,
             "batch_size": args.batch_size, "hidden_size": args.hidden_size, "rows": args.calibrate_rows,
             "seed": args.seed, "amp": args.amp, "eval_fraction": args.eval_fraction,

@@ -59,7 +59,10 @@ def main(argv=None):
         checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
     target_tag = util.dataset_tag(args.target_dataset)
     results_path = Path(args.results or run_folder / f"transfer_{target_tag}_{args.protocol}.jsonl")
-    todo = pending(checkpoints, results_path, args.force)
+    settings = {"protocol": args.protocol, "model": args.model, "source_dataset": args.source_dataset,
+                "lr": args.lr, "wd": args.wd, "batch": args.batch, "epochs": args.epoch, "seed": args.seed}
+    remaining = util.pending_epochs([epoch for _, epoch, _ in checkpoints], results_path, settings, args.force)
+    todo = [checkpoint for checkpoint in checkpoints if checkpoint[1] in remaining]
     if not todo:
         print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
         return
@@ -96,16 +99,6 @@ def main(argv=None):
     if unreadable:
         raise util.UserError(f"{len(unreadable)} of {len(todo)} checkpoint(s) could not be read "
                              f"(epochs {', '.join(map(str, unreadable))}, see above); no result rows for them")
-
-
-def pending(checkpoints, results_path, force):
-    """The checkpoints still to evaluate; says which ones it skips."""
-    done = {row.get("epoch") for row in util.read_results(results_path)}
-    skipped = [epoch for _, epoch, _ in checkpoints if epoch in done]
-    if force or not skipped:
-        return checkpoints
-    print(f"skipping epoch(s) {', '.join(map(str, skipped))}: already in {results_path} (--force to redo)")
-    return [c for c in checkpoints if c[1] not in done]
 
 
 if __name__ == "__main__":

@@ -304,6 +304,26 @@ def read_results(path):
     return rows
 
 
+def pending_epochs(epochs, results_path, settings, force=False, match=None):
+    """The `epochs` not yet in a results file (rows selected by `match`, e.g. mode and data
+    set), announcing the ones skipped. Rows made with other `settings` are refused unless
+    `force`: skipping them would silently mix numbers of different settings in one file."""
+    match = match or {}
+    rows = [row for row in read_results(results_path) if all(row.get(k) == v for k, v in match.items())]
+    if force:
+        return list(epochs)
+    for row in rows:
+        differing = [f"{key} {row.get(key)} (now {value})" for key, value in settings.items() if row.get(key) != value]
+        if differing:
+            raise UserError(f"{results_path} holds a row for epoch {row.get('epoch')} made with other settings: "
+                            f"{', '.join(differing)}; pass --force to replace its rows, or --results for a new file")
+    done = {row.get("epoch") for row in rows}
+    skipped = [epoch for epoch in epochs if epoch in done]
+    if skipped:
+        print(f"skipping epoch(s) {', '.join(map(str, skipped))}: already in {results_path} (--force to redo)")
+    return [epoch for epoch in epochs if epoch not in done]
+
+
 @contextlib.contextmanager
 def locked(path):
     """An exclusive lock beside `path`, so processes sharing one results file (shards of a

@@ -210,3 +210,15 @@ def test_bad_mine_input_is_reported_and_keeps_results(run_folder, capsys, change
     result = in_process(mine.main, ESTIMATE + change + ["--force"], capsys)
     assert result.returncode != 0 and message in result.stderr, result.stderr
     assert results.read_bytes() == before
+
+
+def test_rerun_with_other_settings_is_refused_instead_of_mixing_rows(run_folder, capsys):
+    transfer.main(PROBE)
+    results = run_folder / "transfer_cifar10_train_bn.jsonl"
+    before = results.read_bytes()
+    result = in_process(transfer.main, PROBE + ["--lr", "0.1"], capsys)
+    line = one_line_error(result)
+    assert "made with other settings: lr 0.4 (now 0.1)" in line and "--force" in line
+    assert results.read_bytes() == before
+    transfer.main(PROBE + ["--lr", "0.1", "--force"])
+    assert {row["lr"] for row in util.read_results(results)} == {0.1}
