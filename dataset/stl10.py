@@ -11,7 +11,7 @@ from dataset.common import CIFAR100_MEAN, CIFAR100_STD, DatasetInfo, resize_imag
 from util import UserError
 
 INFO = DatasetInfo("stl10", 10, CIFAR100_MEAN, CIFAR100_STD)
-URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
+URL = "https://cs.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
 SIDE = 96
 
 

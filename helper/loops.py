@@ -176,6 +176,7 @@ def fit(run, method, model, step, test_loader, epochs, save_freq, print_freq):
         state = run.resume_state
         model.load_model(state)
         optimizer.load_state_dict(state["optimizer"])
+        step.load_state_dict(state.get("step", {}))
         method.load_state_dict(state.get("method", {}))
         best_acc = state["best_acc"]
         util.set_rng_state(state["rng"])
@@ -191,7 +192,9 @@ def fit(run, method, model, step, test_loader, epochs, save_freq, print_freq):
         try:
             train = train_epoch(epoch, loader, model, step, precision, print_freq)
         except NonFiniteLoss as err:
-            raise util.UserError(f"{err}; training stopped, the last good checkpoint is {run.last_path}") from None
+            kept = (f"the last good checkpoint is {run.last_path}" if run.last_path.is_file()
+                    else "no checkpoint had been written yet")
+            raise util.UserError(f"{err}; training stopped, {kept}") from None
         print(f"epoch {epoch}, total time {time.time() - started:.2f}")
         method.end_epoch(epoch)
         test = validate(test_loader, model, precision, print_freq)
@@ -201,7 +204,8 @@ def fit(run, method, model, step, test_loader, epochs, save_freq, print_freq):
                               **{f"test_{k}": v for k, v in test.items()},
                               "seconds": round(time.time() - started, 3)})
         run.save(epoch, model.state_dict(), test["top1"], save_freq, is_best,
-                 {"optimizer": optimizer.state_dict(), "best_acc": best_acc, "method": method.state_dict()})
+                 {"optimizer": optimizer.state_dict(), "best_acc": best_acc, "method": method.state_dict(),
+                  "step": step.state_dict()})
     print("best accuracy:", best_acc)
     return best_acc
 
@@ -280,7 +284,8 @@ class CTCMethod(CrossEntropyMethod):
     def refresh_memories(self):
         """One pass through the info bank overwrites both contrast memories (--update_memory_bank)."""
         print("==> refreshing the contrast memories with the info bank")
-        for batch in _progress(self._loader("ctc"), "memory refresh"):
+        # The instance loader: this pass needs images and indices, not 16k negatives per sample.
+        for batch in _progress(self._loader("instance"), "memory refresh"):
             images, _, index = self.precision.prepare(batch[:3])
             with self.precision.autocast():
                 feature = self.info_bank(images, is_feat=True)[0][-1]

@@ -72,6 +72,14 @@ class TrainStep:
         for group in self.optimizer.param_groups:
             group["lr"], group["weight_decay"] = lr, weight_decay
 
+    def state_dict(self):
+        """What a resumed run needs besides the optimizer: the fp16 loss scale."""
+        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_state_dict(self, state):
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
     def __call__(self, batch):
         with self.precision.autocast():
             output = self.loss_fn(batch)

@@ -108,3 +108,16 @@ def test_two_process_gloo_run_saves_from_rank_zero_and_loads_into_a_plain_model(
     assert not any(k.startswith("module.") for k in util.load_checkpoint(run / "ckpt_epoch_2.pth")["model"])
     # 96 images, global batch 32 split over 2 processes: each runs 3 steps of 16 per epoch
     assert int(util.load_checkpoint(run / "ckpt_epoch_2.pth")["model"]["bn1.num_batches_tracked"]) == 6
+
+
+def test_fp16_loss_scale_is_part_of_the_resumable_state():
+    from helper.steps import TrainStep
+    model = build_model("resnet8", 10)
+    make = lambda: TrainStep(torch.optim.SGD(model.parameters(), lr=0.1), Precision("cpu", amp="fp16"))  # noqa: E731
+    step = make()
+    step.scaler.scale(torch.ones(()))          # the scaler starts lazily, at the first scaled loss
+    step.scaler.update(new_scale=1024.0)
+    restored = make()
+    restored.load_state_dict(step.state_dict())
+    assert restored.scaler.get_scale() == 1024.0 != make().scaler.get_scale()
+    assert TrainStep(torch.optim.SGD(model.parameters(), lr=0.1), Precision("cpu")).state_dict() == {}

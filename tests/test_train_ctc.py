@@ -88,7 +88,7 @@ def test_memory_refresh_overwrites_both_memories_from_the_info_bank(cifar_dir):
     method, model, make_loader = _method(cifar_dir)
     method.end_epoch(2)
     memory = method.ctc_loss.contrast_memory
-    batches = list(make_loader("ctc"))
+    batches = list(make_loader("instance"))
     images, index = torch.cat([b[0] for b in batches]), torch.cat([b[2] for b in batches])
     with torch.no_grad():
         feature = model.eval()(images, is_feat=True)[0][-1]
