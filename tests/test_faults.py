@@ -222,3 +222,42 @@ def test_rerun_with_other_settings_is_refused_instead_of_mixing_rows(run_folder,
     assert results.read_bytes() == before
     transfer.main(PROBE + ["--lr", "0.1", "--force"])
     assert {row["lr"] for row in util.read_results(results)} == {0.1}
+
+
+# --------------------------------------------------------------------------- CTC resume across the stage switch
+
+import train_ctc  # noqa: E402
+from helper import loops  # noqa: E402
+
+CTC = ["--epochs", "3", "--stage_two_epoch", "2", "--model", "resnet8", "--batch_size", "32", "--num_workers", "0",
+       "--save_freq", "1", "--nce_k", "16", "--update_memory_bank", "--print_freq", "1000", "--note", "r"]
+CTC_RUN = "save/model/resnet8_cifar100_a:0.5_b:1.0_r"
+
+
+def test_ctc_killed_in_stage_two_resumes_to_the_uninterrupted_state(tmp_path, monkeypatch):
+    for name in ("whole", "crashed"):
+        fakedata.write_cifar100(tmp_path / name / "data", n_train=96, n_test=32)
+    monkeypatch.chdir(tmp_path / "whole")
+    train_ctc.main(CTC)
+
+    # the crash: epoch 3 (stage 2, after the switch and the memory refresh) dies before it is saved
+    monkeypatch.chdir(tmp_path / "crashed")
+    validate, calls = loops.validate, []
+
+    def dies_in_epoch_three(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return validate(*args, **kwargs)
+    monkeypatch.setattr(loops, "validate", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_ctc.main(CTC)
+    monkeypatch.setattr(loops, "validate", validate)
+    assert util.load_checkpoint(tmp_path / "crashed" / CTC_RUN / "resnet8_last.pth")["epoch"] == 2
+    train_ctc.main(CTC + ["--resume"])
+
+    whole, resumed = (util.load_checkpoint(tmp_path / name / CTC_RUN / "resnet8_last.pth") for name in ("whole", "crashed"))
+    for part in ("instance", "ctc", "info_bank"):
+        for key, value in whole["method"][part].items():
+            assert torch.equal(value, resumed["method"][part][key]), (part, key)
+    assert all(torch.equal(value, resumed["model"][key]) for key, value in whole["model"].items())
