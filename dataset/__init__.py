@@ -5,7 +5,7 @@
     build_dataset(name, root, split, ...)  -> torch Dataset (PIL transforms, reference-like)
     build_loaders(name, root, ...)     -> (train_loader, test_loader, num_train)
 
-Names: 'cifar100', 'cifar10', 'cinic10', 'stl10' and 'folder:<path>' (an image
+Names: 'cifar100', 'cifar10', 'cinic10', 'stl10', 'fashion-mnist', 'emnist' and 'folder:<path>' (an image
 folder with train/ and test/ or valid/). split is 'train' or 'test', where 'test' is
 the evaluation split (CINIC-10: valid/). Every source is decoded once into the
 array form, so the PIL path and the device-resident path see the same pixels.
@@ -20,10 +20,11 @@ from dataset.arrays import (AUGMENTATIONS, CONTRAST_MODES, VARIANTS, ArrayDatase
                             ShardedRandomSampler, make_transform)
 from dataset.common import CIFAR100_MEAN, CIFAR100_STD, DatasetInfo
 from dataset.folder import class_names, load_folder
+from dataset.gray import emnist, fashion_mnist
 from dataset.gpu import ContrastSampler, DeviceLoader
 from util import UserError
 
-SOURCES = {module.INFO.name: module for module in (cifar100, cifar10, cinic10, stl10)}
+SOURCES = {module.INFO.name: module for module in (cifar100, cifar10, cinic10, stl10, fashion_mnist, emnist)}
 FOLDER_PREFIX = "folder:"
 LOADERS = ("torch", "gpu", "auto")
 GPU_MEMORY_SHARE = 0.25  # loader='auto' keeps the data on the GPU only if it takes less than this of free memory

@@ -142,3 +142,22 @@ def write_stl10(root, n_train=100, n_test=50, seed=0, size=96):
         written[split] = (images, labels)
     (folder / "class_names.txt").write_text("\n".join(CINIC10_CLASSES) + "\n")
     return written
+
+
+def write_idx_gray(root, folder, prefixes, num_classes, n_train=60, n_test=30, seed=0, gz=True):
+    """`{root}/{folder}/raw/{prefix}-{images-idx3,labels-idx1}-ubyte[.gz]` as torchvision downloads
+    Fashion-MNIST (folder 'FashionMNIST') and EMNIST ('EMNIST'). Returns {split: (images [N, 28, 28], labels)}."""
+    import gzip
+    raw = Path(root) / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, count in (("train", n_train), ("test", n_test)):
+        labels = balanced_labels(count, num_classes, rng)
+        images = class_images(labels, 28, rng).mean(axis=3).round().astype(np.uint8)
+        for kind, magic, array in (("images-idx3", 2051, images), ("labels-idx1", 2049, labels.astype(np.uint8))):
+            header = np.array([magic, *array.shape], dtype=">i4").tobytes()
+            path = raw / f"{prefixes[split]}-{kind}-ubyte"
+            (gzip.open if gz else open)(f"{path}.gz" if gz else path, "wb").write(header + array.tobytes())
+        written[split] = (images, labels)
+    return written
