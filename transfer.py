@@ -25,7 +25,8 @@ def parse_option(argv=None):
     parser = util.ArgumentParser(description="per-checkpoint linear transfer")
     add = parser.add_argument
     add("--source_dataset", default="cifar100", help="data set the checkpoints were trained on (sets the class count)")
-    add("--target_dataset", default="cinic10", help="cinic10, cifar10, cifar100, stl10, fashion-mnist, emnist or folder:<path>")
+    add("--target_dataset", default="cinic10",
+        help="cinic10, cifar10, cifar100, stl10, fashion-mnist, emnist or folder:<path>")
     add("--model", default="resnext32_16x4d")
     add("--ckpt_path", required=True, help="run folder: a name under save/model/ or a path")
     add("--start_epoch", type=int, default=2, help="first checkpoint epoch to evaluate")
