@@ -108,6 +108,7 @@ def test_cinic10_with_a_missing_split_names_it(tmp_path, monkeypatch, capsys):
     assert "valid" in line
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_foreign_pickle_checkpoint_is_refused_not_executed(tmp_path):
     import pickle
 
