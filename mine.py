@@ -32,6 +32,7 @@ import util
 from dataset import dataset_info, load_arrays
 from helper import mine
 from helper.features import extract_features, normalised_images
+from helper.steps import configure_backends
 from models import build_model
 
 # The README's settings, used when --lr / --iter_num are not given.
@@ -87,9 +88,7 @@ def main(argv=None):
     if args.amp and device.type != "cuda":
         print(f"--amp: bf16 autocast needs a CUDA device; running in float32 on {device}", flush=True)
         args.amp = False
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True  # the paper's PyTorch 1.10 on Ampere did the same (SPEC 9)
+    configure_backends(device)
     if not 0 <= args.eval_fraction < 1:
         raise util.UserError(f"--eval_fraction must be in [0, 1), got {args.eval_fraction}")
     if args.calibrate:

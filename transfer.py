@@ -17,6 +17,7 @@ import torch
 
 import util
 from dataset import dataset_info
+from helper.steps import configure_backends
 from helper.transfer import PROTOCOLS, ProbeSettings, load_target, run_probe
 from models import build_model
 
@@ -50,9 +51,7 @@ def parse_option(argv=None):
 def main(argv=None):
     args = parse_option(argv)
     device = util.pick_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True  # the paper's PyTorch 1.10 on Ampere did the same (SPEC 9)
+    configure_backends(device)
     run_folder = util.resolve_run_folder(args.ckpt_path)
     checkpoints = [(j, epoch, path) for j, (epoch, path)
                    in enumerate(util.find_checkpoints(run_folder, args.start_epoch, args.skip), 1)]

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helper import mine  # noqa: E402
+from helper.steps import configure_backends  # noqa: E402
 
 SIZES = {  # rows, x_dim, t_dim, batch, hidden
     "full": (10000, 3072, 512, 5000, 1024),
@@ -115,8 +116,7 @@ def main():
     device = torch.device(args.device)
     rows, x_dim, t_dim, batch, hidden = SIZES[args.size]
     iters = args.iters or (50 if args.size == "full" else 20)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # both loops, as in the paper's environment (SPEC 9)
+    configure_backends(device)  # TF32 for both loops, as in the paper's environment (SPEC 9)
     np.random.seed(0)
     torch.manual_seed(0)
     x = torch.randn(rows, x_dim)

@@ -142,7 +142,7 @@ def _train_params(model_name, data, args, steps, cuda_graph):
 def main():
     args = parse()
     device = torch.device(args.device)
-    configure_backends(device, cudnn_benchmark=True, tf32=True)
+    configure_backends(device)
     data = synthetic_data(args.n_train)
     gpu = device.type == "cuda"
     print(f"# {torch.cuda.get_device_name(device) if gpu else 'CPU'}, torch {torch.__version__}, "

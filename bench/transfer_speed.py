@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import util  # noqa: E402
 from dataset.arrays import ArrayDataset, make_transform  # noqa: E402
+from helper.steps import configure_backends  # noqa: E402
 from helper.transfer import PROTOCOLS, ProbeSettings, TargetData, new_classifier, run_probe  # noqa: E402
 from models import build_model  # noqa: E402
 
@@ -117,9 +118,7 @@ def reference_style_seconds(args, target, device):
 def main():
     args = parse_option()
     device = util.pick_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
+    configure_backends(device)
     target = random_target(args, device)
     print(f"{args.model}, {args.train} + {args.test} images, {args.epochs} epochs, batch {args.batch}, "
           f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
