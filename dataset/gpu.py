@@ -67,6 +67,20 @@ class ContrastSampler:
         return torch.where((pool < self.k)[:, None], with_replacement, distinct)
 
 
+class Normalise:
+    """torchvision's ToTensor + Normalize as tensor ops on uint8 [B, 3, H, W]: (x / 255 - mean) / std.
+
+    mean and std live on the device once, so normalising a batch copies nothing from the host.
+    """
+
+    def __init__(self, mean, std, device):
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, images):
+        return images.float().div_(255).sub_(self.mean).div_(self.std)
+
+
 def shard_length(size, shard):
     return -(-size // shard[1])
 
@@ -106,8 +120,7 @@ class DeviceLoader:
         self.shuffle = train if shuffle is None else shuffle
         self.with_index = with_index or contrast is not None
         self.contrast = contrast
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.normalise = Normalise(mean, std, self.device)
         # Without an explicit generator each epoch is seeded from torch's global RNG, like
         # the DataLoader's base seed: set_seed makes runs repeatable and restoring the global
         # RNG state of a checkpoint makes a resumed run draw the same batches.
@@ -138,7 +151,7 @@ class DeviceLoader:
         images = self.images[index]
         if self.train:
             images = self.random_crop_flip(images)
-        img = images.float().div_(255).sub_(self.mean).div_(self.std)
+        img = self.normalise(images)
         target = self.labels[index]
         if not self.with_index:
             return img, target

@@ -5,6 +5,8 @@ transform: to [0, 1], then (x - mean) / std), so no host copy happens per batch.
 """
 import torch
 
+from dataset.gpu import Normalise
+
 DEFAULT_BATCH = 1024
 
 
@@ -16,16 +18,10 @@ def as_device_uint8(images_uint8, device):
     return images.to(device)
 
 
-def normalise_batch(images_uint8, mean, std):
-    """uint8 [B, H, W, 3] -> float32 [B, 3, H, W], scaled to [0, 1] and normalised per channel."""
-    mean = torch.tensor(mean, dtype=torch.float32, device=images_uint8.device).view(1, 3, 1, 1)
-    std = torch.tensor(std, dtype=torch.float32, device=images_uint8.device).view(1, 3, 1, 1)
-    return (images_uint8.permute(0, 3, 1, 2).float().div_(255) - mean) / std
-
-
 def normalised_images(images_uint8, mean, std, device):
     """All images as float32 [N, 3, H, W] on `device`, normalised as at test time."""
-    return normalise_batch(as_device_uint8(images_uint8, device), mean, std).contiguous()
+    nchw = as_device_uint8(images_uint8, device).permute(0, 3, 1, 2)
+    return Normalise(mean, std, device)(nchw).contiguous()
 
 
 @torch.no_grad()
@@ -38,11 +34,12 @@ def extract_features(model, images_uint8, mean, std, device, batch_size=DEFAULT_
     device = torch.device(device)
     if amp and device.type != "cuda":
         raise ValueError("amp (bf16 autocast) is only supported on CUDA devices")
-    images = as_device_uint8(images_uint8, device)
+    images = as_device_uint8(images_uint8, device).permute(0, 3, 1, 2)
+    normalise = Normalise(mean, std, device)
     model.to(device).eval()
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = normalise_batch(images[start:start + batch_size], mean, std)
+        batch = normalise(images[start:start + batch_size])
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(amp)):
             feats, _ = model(batch, is_feat=True)
         chunks.append(feats[-1].float())
