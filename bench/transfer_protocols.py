@@ -11,10 +11,8 @@ Only the needed images are extracted, into a temporary folder.
 """
 import argparse
 import math
-import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -26,11 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 import util  # noqa: E402
 from helper.transfer import PROTOCOLS  # noqa: E402
+from scripts.cifar10_jpg import ARCHIVE, extract  # noqa: E402
 
-ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")
-MEMBER = re.compile(r"^(train|test)/([a-z]+)/(\d+)\.jpg$")
 
 
 def parse_option():
@@ -48,22 +45,6 @@ def parse_option():
     return parser.parse_args()
 
 
-def extract(archive, workdir, train_per_class, test_per_class):
-    """workdir/source and workdir/target, each with train/ and test/ of its 5 classes."""
-    limits = {"train": train_per_class, "test": test_per_class}
-    task_of = {**{name: "source" for name in SOURCE_CLASSES}, **{name: "target" for name in TARGET_CLASSES}}
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            match = MEMBER.match(member.name)
-            if not match or not member.isfile():
-                continue
-            split, name, number = match.group(1), match.group(2), int(match.group(3))
-            if number < limits[split]:
-                path = Path(workdir) / task_of[name] / split / name / f"{number:04d}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(tar.extractfile(member).read())
-
-
 def run(command, cwd):
     started = time.time()
     done = subprocess.run([sys.executable, *command], cwd=cwd, capture_output=True, text=True)
@@ -79,7 +60,8 @@ def main():
                  f"../shared/data/README.md")
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(args.workdir or scratch).resolve()
-        extract(args.archive, workdir, args.train_per_class, args.test_per_class)
+        for task, classes in (("source", SOURCE_CLASSES), ("target", TARGET_CLASSES)):
+            extract(args.archive, workdir / task, classes, args.train_per_class, args.test_per_class)
         source, target = f"folder:{workdir / 'source'}", f"folder:{workdir / 'target'}"
         train_seconds = run([str(ROOT / "train_vanilla.py"), "--dataset", source, "--model", args.model,
                              "--epochs", str(args.source_epochs), "--save_freq", "1", "--num_workers", "0",

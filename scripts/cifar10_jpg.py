@@ -19,29 +19,28 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def extract(archive, destination, classes=CLASSES, train_per_class=500, test_per_class=100):
-    """Write destination/{train,test}/<class>/*.jpg: the first N images of each class, in file order.
+    """Write destination/{train,test}/<class>/*.jpg: the N lowest-numbered images of each class.
 
-    Returns the destination. One pass over the archive: members are read as they stream by.
+    Returns the destination. The archive does not list files in number order, so one
+    pass keeps the wanted classes' images in memory (20 MB for all of CIFAR-10) and the
+    lowest numbers are written afterwards: the same subset whatever the archive's order.
     """
     destination = Path(destination)
     wanted = {"train": train_per_class, "test": test_per_class}
-    taken = {}
+    found = {(split, label): {} for split in wanted for label in classes}
     with tarfile.open(archive) as tar:
         for member in tar:
             parts = Path(member.name).parts
-            if not member.isfile() or len(parts) < 3:
-                continue
-            split, label, name = parts[-3:]
-            key = (split, label)
-            if label not in classes or split not in wanted or taken.get(key, 0) >= wanted[split]:
-                continue
-            target = destination / split / label / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(tar.extractfile(member).read())
-            taken[key] = taken.get(key, 0) + 1
-    missing = [f"{split}/{label}" for split in wanted for label in classes if taken.get((split, label), 0) == 0]
+            if member.isfile() and len(parts) >= 3 and tuple(parts[-3:-1]) in found:
+                found[tuple(parts[-3:-1])][parts[-1]] = tar.extractfile(member).read()
+    missing = [f"{split}/{label}" for (split, label), images in found.items() if not images]
     if missing:
         raise ValueError(f"{archive} holds no images for {', '.join(missing)}")
+    for (split, label), images in found.items():
+        folder = destination / split / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in sorted(images)[:wanted[split]]:
+            (folder / name).write_bytes(images[name])
     return destination
 
 
