@@ -53,8 +53,9 @@ def main(argv=None):
     def make_loader(variant):
         return session.loaders(variant, args.nce_k, args.mode)[0]
 
-    _, test_loader, n_data = session.loaders()
-    method = CTCMethod(session.model, make_loader, n_data, args, session.precision)
+    # The training set is read once for stage 1 here; stage 2's loader is built when it starts.
+    train_loader, test_loader, n_data = session.loaders("instance")
+    method = CTCMethod(session.model, make_loader, n_data, args, session.precision, {"instance": train_loader})
     step = session.step(method.trainable_parameters())
     session.train(util.ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note),
                   method, step, test_loader)

@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 import util
 from dataset import dataset_info
 from helper.steps import configure_backends

@@ -88,8 +88,8 @@ def time_variant(model_name, kind, loader_kind, amp, channels_last, cuda_graph, 
     params = list(model.parameters()) if kind == "vanilla" else method.trainable_parameters()
     optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
     step = build_step(optimizer, precision, args.batch_size, cuda_graph)
-    step.begin_epoch(method.loss, 0.05, 5e-4)
     method.begin_epoch(epoch)
+    step.begin_epoch(method.loss, 0.05, 5e-4, method.stage)
     batches = iter(_forever(loader))
     for _ in range(args.warmup):
         step(precision.prepare(next(batches)))

@@ -132,8 +132,11 @@ class CrossEntropyMethod:
 
     fit() asks a method, per epoch, for the learning rate, the weight decay and the
     training loader, then for the loss of each batch; after the epoch it calls
-    end_epoch(), and it saves state_dict() in the resumable checkpoint.
+    end_epoch(), and it saves state_dict() in the resumable checkpoint. `stage` names the
+    loss currently computed (a captured CUDA graph is recorded again when it changes).
     """
+
+    stage = 1
 
     def __init__(self, model, train_loader, base_lr, weight_decay, epochs, min_lr_scale):
         self.model, self.train_loader = model, train_loader
@@ -186,7 +189,7 @@ def fit(run, method, model, step, test_loader, epochs, save_freq, print_freq):
     for epoch in range(run.start_epoch, epochs + 1):
         lr = method.lr(epoch)
         loader = method.begin_epoch(epoch)
-        step.begin_epoch(method.loss, lr, method.weight_decay(epoch))
+        step.begin_epoch(method.loss, lr, method.weight_decay(epoch), method.stage)
         print("==> training...")
         started = time.time()
         try:
@@ -210,16 +213,17 @@ def fit(run, method, model, step, test_loader, epochs, save_freq, print_freq):
     return best_acc
 
 
-class CTCMethod(CrossEntropyMethod):
+class CTCMethod:
     """Contrastive Temporal Coding (SPEC 6): CE + alpha * instance loss for epochs 1..S,
     then CE + beta * NCE against a frozen copy of the model taken at the end of epoch S.
 
     `make_loader(variant)` builds the training loader: 'instance' batches (img, target,
     index) in stage 1, 'ctc' batches with contrast indices in stage 2 -- stage 1 has no
     use for 16k negatives per sample, so they are only drawn once they are needed.
+    `loaders` may hold loaders already built. The interface is CrossEntropyMethod's.
     """
 
-    def __init__(self, model, make_loader, n_data, opts, precision):
+    def __init__(self, model, make_loader, n_data, opts, precision, loaders=None):
         self.model, self.make_loader, self.opts, self.precision = model, make_loader, opts, precision
         device = precision.device
         self.instance_loss = InstanceLoss(model.feat_dim, n_data, opts.instance_dim,
@@ -231,7 +235,7 @@ class CTCMethod(CrossEntropyMethod):
             # random initialisation while gradients still flow through it to the backbone.
             self.instance_loss.projector.requires_grad_(False)
         self.info_bank = None
-        self.loaders = {}
+        self.loaders = dict(loaders or {})
         self.stage = 1
 
     def trainable_parameters(self):

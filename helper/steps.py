@@ -66,8 +66,9 @@ class TrainStep:
         self.optimizer, self.precision = optimizer, precision
         self.scaler = torch.amp.GradScaler(precision.device.type) if precision.dtype == torch.float16 else None
 
-    def begin_epoch(self, loss_fn, lr, weight_decay):
-        """Set the epoch's hyper-parameters; `loss_fn(batch) -> StepOutput` may change per epoch."""
+    def begin_epoch(self, loss_fn, lr, weight_decay, stage=1):
+        """Set the epoch's hyper-parameters; `loss_fn(batch) -> StepOutput` computes a different
+        graph in each training `stage` (CTC's stage 1 and 2)."""
         self.loss_fn = loss_fn
         for group in self.optimizer.param_groups:
             group["lr"], group["weight_decay"] = lr, weight_decay
@@ -116,7 +117,7 @@ class GraphedTrainStep(TrainStep):
     The first `warmup` full batches of a stage run eagerly on a side stream (CUDA graph
     capture needs warmed-up kernels and allocated gradients); they are ordinary
     training steps, so nothing is skipped. The graph is captured again when the loss
-    function or the weight decay changes (e.g. the CTC stage switch).
+    stage or the weight decay changes (the CTC stage switch changes both).
     """
 
     def __init__(self, optimizer, precision, batch_size, warmup=3):
@@ -133,11 +134,10 @@ class GraphedTrainStep(TrainStep):
         self.lr = torch.zeros((), device=precision.device)
         self.graph, self.graph_key, self.warmup_left = None, None, warmup
 
-    def begin_epoch(self, loss_fn, lr, weight_decay):
-        super().begin_epoch(loss_fn, lr, weight_decay)
+    def begin_epoch(self, loss_fn, lr, weight_decay, stage=1):
+        super().begin_epoch(loss_fn, lr, weight_decay, stage)
         self.lr.fill_(lr)
-        key = (getattr(loss_fn, "__func__", loss_fn), getattr(loss_fn, "__self__", None),
-               getattr(getattr(loss_fn, "__self__", None), "stage", None), weight_decay)
+        key = (stage, weight_decay)  # what the captured graph bakes in; the lr is a device tensor
         if key != self.graph_key:
             self.graph, self.graph_key, self.warmup_left = None, key, self.warmup
 
