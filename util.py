@@ -304,15 +304,17 @@ def read_results(path):
     return rows
 
 
-def pending_epochs(epochs, results_path, settings, force=False, match=None):
+def pending_epochs(epochs, results_path, settings, force=False, match=None, predating=None):
     """The `epochs` not yet in a results file (rows selected by `match`, e.g. mode and data
     set), announcing the ones skipped. Rows made with other `settings` are refused unless
-    `force`: skipping them would silently mix numbers of different settings in one file."""
-    match = match or {}
+    `force`: skipping them would silently mix numbers of different settings in one file.
+    `predating` maps a setting added later to the value rows written before it existed had."""
+    match, predating = match or {}, predating or {}
     rows = [row for row in read_results(results_path) if all(row.get(k) == v for k, v in match.items())]
     if force:
         return list(epochs)
     for row in rows:
+        row = {**predating, **row}
         differing = [f"{key} {row.get(key)} (now {value})" for key, value in settings.items() if row.get(key) != value]
         if differing:
             raise UserError(f"{results_path} holds a row for epoch {row.get('epoch')} made with other settings: "

@@ -2,6 +2,10 @@
 
 The uint8 images move to the device once; each batch is normalised there (the test
 transform: to [0, 1], then (x - mean) / std), so no host copy happens per batch.
+
+amp=True runs the backbone under bf16 autocast (on any device type: CPU autocast does
+bf16 too) with the model and its input in channels_last memory format; the features
+come back float32 either way.
 """
 import torch
 
@@ -24,23 +28,40 @@ def normalised_images(images_uint8, mean, std, device):
     return Normalise(mean, std, device)(nchw).contiguous()
 
 
+def autocast(device, amp):
+    """bf16 autocast on `device`'s type when `amp`, a no-op context otherwise."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bool(amp))
+
+
+def amp_memory_format(model_or_images, amp):
+    """The model (in place) or a batch in channels_last memory format when `amp`, unchanged otherwise.
+
+    Tensor-core convolutions on a GPU run in NHWC; an NCHW model and input would be
+    transposed around every convolution, which eats much of what bf16 saves.
+    """
+    if not amp:
+        return model_or_images
+    if isinstance(model_or_images, torch.Tensor):
+        return model_or_images.contiguous(memory_format=torch.channels_last)
+    return model_or_images.to(memory_format=torch.channels_last)
+
+
 @torch.no_grad()
 def extract_features(model, images_uint8, mean, std, device, batch_size=DEFAULT_BATCH, amp=None):
     """float32 [N, feat_dim] on `device`: feats[-1] of `model` in eval mode, batch by batch.
 
-    amp: True for bf16 autocast of the backbone (CUDA only); None or False for float32.
-    The model is moved to `device` and left in eval mode.
+    amp: True for bf16 autocast of the backbone and channels_last memory format (model
+    and input); None or False for float32. The model is moved to `device` and left in
+    eval mode (and in channels_last under amp).
     """
     device = torch.device(device)
-    if amp and device.type != "cuda":
-        raise ValueError("amp (bf16 autocast) is only supported on CUDA devices")
     images = as_device_uint8(images_uint8, device).permute(0, 3, 1, 2)
     normalise = Normalise(mean, std, device)
-    model.to(device).eval()
+    amp_memory_format(model.to(device).eval(), amp)
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = normalise(images[start:start + batch_size])
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(amp)):
+        batch = amp_memory_format(normalise(images[start:start + batch_size]), amp)
+        with autocast(device, amp):
             feats, _ = model(batch, is_feat=True)
         chunks.append(feats[-1].float())
     if not chunks:

@@ -16,6 +16,11 @@ for exactly this reason): under train_bn the "frozen" backbone's normalisation c
 every step, so its features are not fixed and cannot be cached. adabn and frozen cache
 features and run ~100x faster; bench/BENCHMARKS.md says how far their numbers land.
 
+amp=True runs every backbone forward pass (train_bn's feature and test passes, adabn's
+statistics pass, the cached features) under bf16 autocast with the model and its input
+in channels_last memory format; features are cast back to float32, so the Linear and its
+training stay float32. The paper's numbers are float32; BENCHMARKS.md measures the cost.
+
 Accuracies are fractions in [0, 1], computed as correct / total in Python floats, the
 way the reference prints them.
 """
@@ -27,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset import DeviceLoader, dataset_info, load_arrays
-from helper.features import extract_features
+from helper.features import amp_memory_format, autocast, extract_features
 
 PROTOCOLS = ("train_bn", "adabn", "frozen")
 
@@ -98,13 +103,14 @@ class BackboneChanged(RuntimeError):
 
 # --------------------------------------------------------------------------- the probe
 
-def run_probe(model, target, protocol, settings, seed=0, on_epoch=None):
+def run_probe(model, target, protocol, settings, seed=0, on_epoch=None, amp=False):
     """Fit a new Linear on `model` (source weights loaded, on the target's device) and test it.
 
     The model's classifier is replaced; backbone weights are checked to be unchanged
     afterwards (BackboneChanged if not). `on_epoch(t, best_so_far)` is called after
     each target epoch t = 1..epochs. The same `seed` gives every checkpoint the same
     initial Linear and batch order, so checkpoints differ only in their backbone.
+    amp: bf16 autocast and channels_last for the backbone's forward passes (module docstring).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -116,10 +122,12 @@ def run_probe(model, target, protocol, settings, seed=0, on_epoch=None):
         parameter.requires_grad_(False)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
+    amp_memory_format(model, amp)
     if protocol == "train_bn":
-        accuracies = _probe_train_bn(model, classifier, target, settings, generator, on_epoch)
+        accuracies = _probe_train_bn(model, classifier, target, settings, generator, on_epoch, amp)
     else:
-        train_features, test_features = cached_features(model, target, protocol, settings.batch_size, generator)
+        train_features, test_features = cached_features(model, target, protocol, settings.batch_size, generator,
+                                                        amp)
         accuracies = train_linear_on_features(classifier, train_features, target.train_labels, test_features,
                                               target.test_labels, settings, generator, on_epoch)
     sanity_check(model, snapshot)
@@ -149,7 +157,7 @@ def _record(accuracies, accuracy, on_epoch):
         on_epoch(len(accuracies), max(accuracies))
 
 
-def _probe_train_bn(model, classifier, target, settings, generator, on_epoch):
+def _probe_train_bn(model, classifier, target, settings, generator, on_epoch, amp=False):
     train_loader = target.loader("train", settings.batch_size, shuffle=True, generator=generator)
     test_loader = target.loader("test", settings.batch_size)
     optimizer, scheduler = _linear_optimizer(classifier, settings)
@@ -157,47 +165,57 @@ def _probe_train_bn(model, classifier, target, settings, generator, on_epoch):
     for _ in range(settings.epochs):
         model.train()  # BatchNorm: batch statistics, running statistics updated every step
         for images, labels in train_loader:
-            with torch.no_grad():
-                features = model(images, is_feat=True)[0][-1]
+            with torch.no_grad(), autocast(images.device, amp):
+                features = model(amp_memory_format(images, amp), is_feat=True)[0][-1].float()
             loss = F.cross_entropy(classifier(features), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         scheduler.step()
-        _record(accuracies, evaluate(model, test_loader), on_epoch)
+        _record(accuracies, evaluate(model, test_loader, amp), on_epoch)
     return accuracies
 
 
 @torch.no_grad()
-def evaluate(model, loader):
-    """Eval-mode top-1 accuracy of `model` on `loader`, as a fraction."""
+def evaluate(model, loader, amp=False):
+    """Eval-mode top-1 accuracy of `model` on `loader`, as a fraction.
+
+    Under amp only the backbone runs in bf16; the classifier reads float32 features.
+    """
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=loader.device)
     for images, labels in loader:
-        correct += (model(images).argmax(dim=1) == labels).sum()
+        if amp:
+            with autocast(images.device, amp):
+                features = model(amp_memory_format(images, amp), is_feat=True)[0][-1]
+            logits = model.get_classifier()(features.float())
+        else:
+            logits = model(images)
+        correct += (logits.argmax(dim=1) == labels).sum()
     return int(correct.item()) / loader.dataset_size
 
 
 # --------------------------------------------------------------------------- cached features
 
-def cached_features(model, target, protocol, batch_size, generator):
+def cached_features(model, target, protocol, batch_size, generator, amp=False):
     """(train, test) eval-mode pooled features of the target, after adapting BatchNorm for 'adabn'."""
     if protocol == "adabn":
-        adapt_batchnorm(model, target.loader("train", batch_size, shuffle=True, generator=generator))
+        adapt_batchnorm(model, target.loader("train", batch_size, shuffle=True, generator=generator), amp)
     elif protocol != "frozen":
         raise ValueError(f"protocol {protocol!r} does not cache features")
-    return tuple(extract_features(model, images, target.mean, target.std, images.device)
+    return tuple(extract_features(model, images, target.mean, target.std, images.device, amp=amp)
                  for images in (target.train_images, target.test_images))
 
 
 @torch.no_grad()
-def adapt_batchnorm(model, loader):
+def adapt_batchnorm(model, loader, amp=False):
     """Replace every BatchNorm's running statistics by their average over one pass of `loader`.
 
     momentum=None makes BatchNorm keep a cumulative average of the batch statistics
     instead of an exponential one, so every batch counts the same and the source
     statistics are forgotten entirely. Batches should be shuffled: batches of a single
     class would average within-class variances and underestimate the spread.
+    amp: bf16 autocast and channels_last for the forward passes; the statistics stay float32.
     """
     layers = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
     momenta = [layer.momentum for layer in layers]
@@ -205,8 +223,10 @@ def adapt_batchnorm(model, loader):
         layer.reset_running_stats()
         layer.momentum = None
     model.train()
+    amp_memory_format(model, amp)
     for images, _ in loader:
-        model(images)
+        with autocast(images.device, amp):
+            model(amp_memory_format(images, amp))
     for layer, momentum in zip(layers, momenta):
         layer.momentum = momentum
     model.eval()

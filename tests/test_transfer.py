@@ -4,6 +4,7 @@ shards, the backbone sanity check and unreadable checkpoints.
 A resnet8 'trained' on CIFAR-100 (random weights, 100 classes) is probed on a tiny fake
 CIFAR-10 for 2 target epochs, so every run takes well under a second.
 """
+import json
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 import transfer
 import util
 from helper import transfer as probes
+from helper.features import extract_features
 from models import build_model
 from tests import fakedata
 from tests.conftest import ROOT
@@ -272,3 +274,56 @@ def test_a_cinic10_target_fits_on_train_tests_on_valid_with_its_own_normalisatio
                                   ("valid", target.test_images, target.test_labels)):
         assert torch.equal(images, torch.from_numpy(written[split][0]))
         assert torch.equal(labels, torch.from_numpy(written[split][1]))
+
+
+# --------------------------------------------------------------------------- --amp
+
+def test_amp_features_are_float32_close_to_the_float32_ones_but_computed_in_bf16(target):
+    model = source_model(2)
+    data = (target.train_images, target.mean, target.std, "cpu")
+    full = extract_features(model, *data)
+    amp = extract_features(model, *data, amp=True)
+    assert amp.dtype == torch.float32 and amp.shape == full.shape
+    assert not torch.equal(amp, full)  # autocast ran: bf16 rounding changed the features
+    assert ((amp - full).norm() / full.norm()).item() < 5e-2
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("protocol", probes.PROTOCOLS)
+def test_amp_runs_every_backbone_pass_in_bf16_channels_last_and_keeps_the_linear_float32(target, protocol):
+    model = source_model(1)
+    weights = {name: p.clone() for name, p in model.named_parameters() if not name.startswith("fc.")}
+    passes = []
+    model.conv1.register_forward_hook(lambda module, inputs, output: passes.append(
+        (output.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last))))
+    result = probes.run_probe(model, target, protocol, SETTINGS, seed=0, amp=True)
+    assert passes and set(passes) == {(torch.bfloat16, True)}
+    assert len(result.acc_per_epoch) == 2 and all(is_count_of(a, 24) for a in result.acc_per_epoch)
+    assert model.fc.weight.dtype == torch.float32
+    assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters() if name in weights)
+    assert all(value.dtype == torch.float32 for value in batchnorm_buffers(model).values())
+
+
+def test_amp_rows_say_so_and_a_rerun_with_other_precision_is_refused_unless_forced(workdir, capsys):
+    transfer.main(TINY + ["--protocol", "frozen", "--amp"])
+    path = results_file(workdir, "frozen")
+    assert [(row["epoch"], row["amp"]) for row in util.read_results(path)] == [(epoch, True) for epoch in EPOCHS]
+    before = path.read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        util.run_main(lambda: transfer.main(TINY + ["--protocol", "frozen"]))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code != 0 and len(lines) == 1
+    assert "made with other settings: amp True (now False)" in lines[0] and "--force" in lines[0]
+    assert path.read_bytes() == before
+    transfer.main(TINY + ["--protocol", "frozen", "--force"])
+    rows = util.read_results(path)
+    assert [row["amp"] for row in rows] == [False] * len(EPOCHS)
+
+    # Rows written before --amp existed have no "amp": they were float32.
+    util.atomic_write_text(path, "".join(json.dumps({k: v for k, v in row.items() if k != "amp"}) + "\n"
+                                         for row in rows))
+    transfer.main(TINY + ["--protocol", "frozen"])
+    assert "nothing to do" in capsys.readouterr().out
+    with pytest.raises(util.UserError, match=r"amp False \(now True\)"):
+        transfer.main(TINY + ["--protocol", "frozen", "--amp"])
