@@ -2,7 +2,7 @@
 
     python bench/transfer_speed.py                        # CPU-sized: resnet8, 4k + 4k images, 3 epochs
     python bench/transfer_speed.py --model resnext32_16x4d --train 90000 --test 90000 --epochs 30 \
-        --device cuda                                     # the paper's setting on a CINIC-10-sized target
+        --device cuda [--amp]                             # the paper's setting on a CINIC-10-sized target
 
 Data are random uint8 images (speed does not depend on their content). The three
 protocols run in full. The reference-style probe -- a torch DataLoader with PIL
@@ -10,8 +10,11 @@ transforms and 2 workers, the network in train() mode, backward through the whol
 network, only the Linear updated -- is timed for --reference_batches batches of each
 split and extrapolated to the full per-checkpoint work, since at the paper's size it
 takes ~19 minutes. Ratios are against that estimate and against train_bn, all measured
-in this process.
+in this process. A second table splits the cached-feature probes into their parts (the
+BatchNorm pass of adabn, feature extraction, the linear fit) and times the linear fit
+written out against the same fit through autograd and torch.optim.
 """
+import contextlib
 import argparse
 import sys
 import time
@@ -25,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
 from dataset.arrays import ArrayDataset, make_transform  # noqa: E402
 from helper.steps import configure_backends  # noqa: E402
-from helper.transfer import PROTOCOLS, ProbeSettings, TargetData, new_classifier, run_probe  # noqa: E402
+from helper.features import extract_features  # noqa: E402
+from helper.transfer import (PROTOCOLS, ProbeSettings, TargetData, adapt_batchnorm, new_classifier,  # noqa: E402
+                             run_probe, train_linear_on_features, train_linear_plain)
 from models import build_model  # noqa: E402
 
 MEAN, STD = (0.47889522, 0.47227842, 0.43047404), (0.24205776, 0.23828046, 0.25874835)
@@ -45,6 +50,7 @@ def parse_option():
         help="time train_bn for this many epochs and scale to --epochs (its cost per epoch is constant)")
     add("--reference_batches", type=int, default=6, help="batches per split timed on the reference-style path")
     add("--num_workers", type=int, default=2, help="DataLoader workers of the reference-style path")
+    add("--amp", action="store_true", help="also time every probe with transfer.py --amp (bf16, channels_last)")
     add("--device", default="auto")
     return parser.parse_args()
 
@@ -64,13 +70,13 @@ def random_target(args, device):
     return TargetData("random", args.target_classes, MEAN, STD, *split(args.train), *split(args.test))
 
 
-def time_protocol(args, target, protocol, device):
+def time_protocol(args, target, protocol, device, amp=False):
     model = build_model(args.model, args.source_classes).to(device)
     epochs = args.train_bn_epochs if protocol == "train_bn" and args.train_bn_epochs else args.epochs
     settings = ProbeSettings(epochs=epochs, batch_size=args.batch)
     synchronize(device)
     started = time.perf_counter()
-    run_probe(model, target, protocol, settings)
+    run_probe(model, target, protocol, settings, amp=amp)
     synchronize(device)
     return (time.perf_counter() - started) * args.epochs / epochs
 
@@ -115,6 +121,35 @@ def reference_style_seconds(args, target, device):
     return args.epochs * (args.train * seconds_per_image["train"] + args.test * seconds_per_image["test"])
 
 
+def phase_seconds(args, target, device, amp=False):
+    """{part: seconds} of one cached-feature probe (adabn's order), the linear fit timed twice."""
+    model = build_model(args.model, args.source_classes).to(device)
+    settings = ProbeSettings(epochs=args.epochs, batch_size=args.batch)
+    seconds = {}
+
+    @contextlib.contextmanager
+    def timed(part):
+        synchronize(device)
+        started = time.perf_counter()
+        yield
+        synchronize(device)
+        seconds[part] = time.perf_counter() - started
+
+    with timed("BatchNorm pass (adabn only)"):
+        adapt_batchnorm(model, target.loader("train", args.batch, shuffle=True,
+                                             generator=torch.Generator(device).manual_seed(0)), amp)
+    with timed("features, train + test"):
+        train, test = (extract_features(model, images, target.mean, target.std, device, amp=amp)
+                       for images in (target.train_images, target.test_images))
+    for part, fit in (("linear fit, autograd + torch.optim", train_linear_plain),
+                      ("linear fit, written out", train_linear_on_features)):
+        classifier = new_classifier(model.feat_dim, target.num_classes, 0).to(device)
+        with timed(part):
+            fit(classifier, train, target.train_labels, test, target.test_labels, settings,
+                torch.Generator(device).manual_seed(0))
+    return seconds
+
+
 def main():
     args = parse_option()
     device = util.pick_device(args.device)
@@ -122,16 +157,30 @@ def main():
     target = random_target(args, device)
     print(f"{args.model}, {args.train} + {args.test} images, {args.epochs} epochs, batch {args.batch}, "
           f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    time_protocol(args, target, "frozen", device)  # warm-up: allocator, cudnn autotuning
+    variants = [(protocol, False) for protocol in PROTOCOLS]
+    if args.amp:
+        variants += [(protocol, True) for protocol in PROTOCOLS]
+    for amp in sorted({amp for _, amp in variants}):
+        time_protocol(args, target, "frozen", device, amp)  # warm-up: allocator, cudnn autotuning
     reference = reference_style_seconds(args, target, device)
-    seconds = {protocol: time_protocol(args, target, protocol, device) for protocol in PROTOCOLS}
+    seconds = {name(protocol, amp): time_protocol(args, target, protocol, device, amp) for protocol, amp in variants}
     # "speed vs X" = X's seconds / this probe's seconds: 2.0 means twice as fast as X.
     print(f"{'probe':<26}{'s/checkpoint':>14}{'speed vs reference':>20}{'speed vs train_bn':>19}")
     print(f"{'reference-style (est.)':<26}{reference:>14.2f}{1.0:>20.2f}{seconds['train_bn'] / reference:>19.2f}")
-    for protocol in PROTOCOLS:
-        print(f"{protocol:<26}{seconds[protocol]:>14.2f}{reference / seconds[protocol]:>20.1f}"
-              f"{seconds['train_bn'] / seconds[protocol]:>19.1f}")
+    for probe, probe_seconds in seconds.items():
+        print(f"{probe:<26}{probe_seconds:>14.2f}{reference / probe_seconds:>20.1f}"
+              f"{seconds['train_bn'] / probe_seconds:>19.1f}")
+    for amp in sorted({amp for _, amp in variants}):
+        parts = phase_seconds(args, target, device, amp)
+        print(f"\n{'part of a cached-feature probe' + (' (amp)' if amp else ''):<40}{'seconds':>10}")
+        for part, part_seconds in parts.items():
+            print(f"{part:<40}{part_seconds:>10.3f}")
+    plain, fast = parts["linear fit, autograd + torch.optim"], parts["linear fit, written out"]
+    print(f"linear fit written out: {plain / fast:.2f}x the speed of autograd + torch.optim")
 
+
+def name(protocol, amp):
+    return f"{protocol}+amp" if amp else protocol
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ A resnet8 'trained' on CIFAR-100 (random weights, 100 classes) is probed on a ti
 CIFAR-10 for 2 target epochs, so every run takes well under a second.
 """
 import json
+import math
 import os
 import re
 import subprocess
@@ -274,6 +275,31 @@ def test_a_cinic10_target_fits_on_train_tests_on_valid_with_its_own_normalisatio
                                   ("valid", target.test_images, target.test_labels)):
         assert torch.equal(images, torch.from_numpy(written[split][0]))
         assert torch.equal(labels, torch.from_numpy(written[split][1]))
+
+
+def test_the_fast_linear_fit_computes_what_autograd_and_torch_optim_compute():
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 5, (203,), generator=generator)  # 203 = 6 x 32 + a tail batch of 11
+    features = torch.randn(5, 16, generator=generator)[labels] + torch.randn(203, 16, generator=generator)
+    test_labels = torch.randint(0, 5, (97,), generator=generator)
+    test_features = torch.randn(97, 16, generator=generator)
+    settings = probes.ProbeSettings(epochs=4, lr=0.4, batch_size=32)
+    runs = {}
+    for name, fit in (("fast", probes.train_linear_on_features), ("plain", probes.train_linear_plain)):
+        classifier = probes.new_classifier(16, 5, seed=0)
+        accuracies = fit(classifier, features, labels, test_features, test_labels, settings,
+                         torch.Generator().manual_seed(7))
+        runs[name] = (accuracies, classifier.weight.detach(), classifier.bias.detach())
+    (fast_acc, fast_w, fast_b), (plain_acc, plain_w, plain_b) = runs["fast"], runs["plain"]
+    assert fast_acc == plain_acc
+    assert not torch.allclose(plain_w, probes.new_classifier(16, 5, seed=0).weight, atol=1e-2)  # it trained
+    assert torch.allclose(fast_w, plain_w, atol=1e-5) and torch.allclose(fast_b, plain_b, atol=1e-5)
+
+
+def test_the_linear_fit_follows_cosine_annealing_as_the_scheduler_steps_it():
+    rates = probes.cosine_learning_rates(probes.ProbeSettings(epochs=4, lr=0.4))
+    expected = [0.4 * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(4)]
+    assert rates == pytest.approx(expected, rel=1e-12) and rates[0] == 0.4
 
 
 # --------------------------------------------------------------------------- --amp
