@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The GPU measurements of bench/BENCHMARKS.md that are still open, in one go (~6 minutes on
+# an H100/H200). Each step is time-limited so that one slow step cannot take the rest down.
+#
+#     bash bench/run_gpu.sh [log folder]        # default: save/bench_logs
+set -u
+cd "$(dirname "$0")/.."
+logs=${1:-save/bench_logs}
+mkdir -p "$logs"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$logs/device.txt"
+python -c "import torch; print('torch', torch.__version__)" | tee -a "$logs/device.txt"
+
+step() {  # step NAME SECONDS COMMAND...: run COMMAND, log to NAME.log, report its exit status
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name: $*"
+    timeout "$limit" "$@" > "$logs/$name.log" 2>&1
+    echo "== $name: exit $? ($(tail -n 1 "$logs/$name.log"))"
+}
+
+# Transfer at the paper's size: the three protocols, the parts of adabn and frozen, fp32 and bf16.
+step transfer_speed 240 python bench/transfer_speed.py --model resnext32_16x4d --train 90000 --test 90000 \
+    --epochs 30 --train_bn_epochs 1 --reference_batches 3 --amp --device cuda
+# MINE: one checkpoint and four batched, fp32 and bf16, CIFAR-100 I(X;T) shapes.
+step mine_speed 120 python bench/mine_speed.py --amp
+# MINE at the reference's full size on Gaussians of known MI.
+step mine_calibration 240 python mine.py --calibrate gaussian --dim 100 --true_mi 0.5 1 2 4 \
+    --hidden_size 1024 --batch_size 5000 --iter_num 1e+4 --lr 8e-5 --device cuda
