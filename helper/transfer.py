@@ -241,7 +241,7 @@ def train_linear_on_features(classifier, train_features, train_labels, test_feat
     order -- with the gradient written out. A CINIC-10-sized target needs 30 x 176 steps
     of a 512 x feat_dim x 10 problem: each is a few microseconds of GPU work, so
     autograd's and the optimizer's per-step launches and Python would dominate the
-    probe. Here a step is five kernels and the trained layer is copied back into
+    probe. Here a step is nine small operators and the trained layer is copied back into
     `classifier` at the end.
     """
     batch_size, momentum, weight_decay = settings.batch_size, settings.momentum, settings.weight_decay
