@@ -6,8 +6,9 @@
 --protocol train_bn (default) reproduces the paper's numbers; adabn and frozen cache
 features and take seconds per checkpoint (see helper/transfer.py and bench/BENCHMARKS.md).
 One JSON-lines row per checkpoint goes to <run folder>/transfer_<target>_<protocol>.jsonl,
-TensorBoard scalars `transfer/<target>_<protocol>` (best accuracy vs source epoch) to
-save/tensorboard/<run name>/. Checkpoints already in the results file are skipped.
+TensorBoard scalars `transfer/<target>_<protocol>` (best accuracy vs source epoch; `_amp`
+appended under --amp) to save/tensorboard/<run name>/. Checkpoints already in the results
+file for this target and protocol are skipped.
 """
 import sys
 import time
@@ -59,12 +60,14 @@ def main(argv=None):
         checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
     target_tag = util.dataset_tag(args.target_dataset)
     results_path = Path(args.results or run_folder / f"transfer_{target_tag}_{args.protocol}.jsonl")
-    settings = {"protocol": args.protocol, "model": args.model, "source_dataset": args.source_dataset,
-                "lr": args.lr, "wd": args.wd, "batch": args.batch, "epochs": args.epoch, "seed": args.seed,
-                "amp": args.amp}
+    # A --results file may hold several targets and protocols: a row is one (target, protocol,
+    # epoch), and only rows of this target and protocol count as done.
+    probe = {"target_dataset": args.target_dataset, "protocol": args.protocol}
+    settings = {"model": args.model, "source_dataset": args.source_dataset, "lr": args.lr, "wd": args.wd,
+                "batch": args.batch, "epochs": args.epoch, "seed": args.seed, "amp": args.amp}
     # Rows written before --amp existed were float32.
     remaining = util.pending_epochs([epoch for _, epoch, _ in checkpoints], results_path, settings, args.force,
-                                    predating={"amp": False})
+                                    match=probe, predating={"amp": False})
     todo = [checkpoint for checkpoint in checkpoints if checkpoint[1] in remaining]
     if not todo:
         print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
@@ -74,6 +77,7 @@ def main(argv=None):
     target = load_target(args.target_dataset, args.data_root, device)
     settings = ProbeSettings(epochs=args.epoch, lr=args.lr, weight_decay=args.wd, batch_size=args.batch)
     writer = util.make_writer(util.tensorboard_folder(run_folder))
+    scalar_tag = f"transfer/{target_tag}_{args.protocol}" + ("_amp" if args.amp else "")
     unreadable = []
     for j, epoch, path in todo:
         model = build_model(args.model, source_classes)
@@ -96,8 +100,8 @@ def main(argv=None):
                "lr": args.lr, "wd": args.wd, "momentum": settings.momentum, "batch": args.batch,
                "epochs": args.epoch, "seed": args.seed, "amp": args.amp, "device": str(device),
                "seconds": round(time.time() - started, 3)}
-        util.store_result(results_path, row)
-        writer.add_scalar(f"transfer/{target_tag}_{args.protocol}", result.best_acc, epoch)
+        util.store_result(results_path, row, keys=(*probe, "epoch"))
+        writer.add_scalar(scalar_tag, result.best_acc, epoch)
         writer.flush()
     writer.close()
     if unreadable:

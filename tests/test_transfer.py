@@ -126,6 +126,28 @@ def test_shards_cover_every_checkpoint_exactly_once(workdir, capsys):
     assert sorted({int(j) for j, _, _ in printed_lines(capsys.readouterr().out)}) == [1, 2, 3]
 
 
+def test_one_results_file_keeps_targets_and_protocols_apart(workdir, capsys):
+    fakedata.write_cifar100(workdir / "data", n_train=40, n_test=30, seed=1)
+    shared = workdir / "shared.jsonl"
+    cifar100 = [arg if arg != "cifar10" else "cifar100" for arg in TINY]
+    probes_run = [(TINY, "frozen"), (cifar100, "frozen"), (TINY, "adabn")]
+    for argv, protocol in probes_run:
+        transfer.main(argv + ["--protocol", protocol, "--results", str(shared)])
+    rows = util.read_results(shared)
+    assert sorted((row["target_dataset"], row["protocol"], row["epoch"]) for row in rows) == sorted(
+        (target, protocol, epoch) for target, protocol in (("cifar10", "frozen"), ("cifar100", "frozen"),
+                                                           ("cifar10", "adabn")) for epoch in EPOCHS)
+    capsys.readouterr()
+    transfer.main(cifar100 + ["--protocol", "frozen", "--results", str(shared)])
+    assert "nothing to do" in capsys.readouterr().out
+    # Forcing one target's probe replaces its own rows and leaves the other target's alone.
+    transfer.main(cifar100 + ["--protocol", "frozen", "--results", str(shared), "--force"])
+    rerun = util.read_results(shared)
+    assert len(rerun) == 9
+    assert [row for row in rerun if row["target_dataset"] == "cifar10"] == \
+        [row for row in rows if row["target_dataset"] == "cifar10"]
+
+
 def test_a_corrupt_checkpoint_is_named_the_others_still_run_and_the_exit_is_non_zero(workdir):
     corrupt = util.checkpoint_path(workdir / "save" / "model" / RUN_NAME, 4)
     corrupt.write_bytes(b"PK\x03\x04 not really a zip file")
