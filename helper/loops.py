@@ -60,9 +60,19 @@ class EpochMeters:
         self.first_bad_step = torch.where(bad & (self.first_bad_step < 0), step, self.first_bad_step)
         self.count += batch
 
-    def averages(self):
-        """Host copy of the averages (one synchronisation); accuracies in percent."""
-        values = {name: total.item() / self.count for name, total in self.sums.items()}
+    def averages(self, across_processes=False):
+        """Host copy of the averages (one synchronisation); accuracies in percent.
+
+        across_processes: in a distributed run each process saw its own share of the
+        data; sum every process's totals first, so the averages cover the whole epoch.
+        """
+        names = list(self.sums)
+        totals = torch.stack([self.sums[name].double() for name in names]
+                             + [torch.tensor(float(self.count), dtype=torch.float64, device=self.device)])
+        if across_processes and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(totals)
+        *totals, count = totals.tolist()
+        values = {name: total / count for name, total in zip(names, totals)}
         values["top1"] *= 100.0
         values["top5"] *= 100.0
         return values
@@ -100,7 +110,7 @@ def train_epoch(epoch, loader, model, step, precision, print_freq=100):
                  f"Time {(time.time() - start) / (number + 1):.3f}\t"
                  f"Loss {avg['loss']:.4f}\tAcc@1 {avg['top1']:.3f}\tAcc@5 {avg['top5']:.3f}")
     meters.raise_if_diverged(epoch)
-    avg = meters.averages()
+    avg = meters.averages(across_processes=True)  # validation needs no such step: every process tests on all of it
     _say(f" * Acc@1 {avg['top1']:.3f} Acc@5 {avg['top5']:.3f}")
     return avg
 
