@@ -409,6 +409,11 @@ def take_shard(items, shard):
 
 # --------------------------------------------------------------------------- training runs
 
+# Flags that say how a run executes, not what it computes: a resumed run may change them.
+EXECUTION_FLAGS = frozenset({"resume", "print_freq", "save_freq", "num_workers", "data_root", "device", "loader",
+                             "amp", "channels_last", "cuda_graph", "cudnn_benchmark", "tf32"})
+
+
 class TrainingRun:
     """The on-disk side of a training run: folder, args.json, metrics.csv, TensorBoard,
     checkpoints (SPEC 2) and resuming.
@@ -424,7 +429,10 @@ class TrainingRun:
         self.last_path = self.folder / f"{model_name}_last.pth"
         self.best_path = self.folder / f"{model_name}_best.pth"
         self.metrics_path = self.folder / "metrics.csv"
+        self.args_path = self.folder / "args.json"
         self.resume_state = self._check_folder(resume)
+        if self.resume_state:
+            self._check_resumed_settings(args)
         # Under multi-process training only one process writes; the others only need
         # the resume state.
         self.writes = writes
@@ -432,7 +440,7 @@ class TrainingRun:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         self.metrics = [row for row in read_csv(self.metrics_path) if int(row["epoch"]) < self.start_epoch]
-        write_json(self.folder / "args.json", args)
+        write_json(self.args_path, args)
         # Events from the resumed epoch on belong to the interrupted attempt.
         self.writer = make_writer(tensorboard_folder(self.folder),
                                   purge_step=self.start_epoch if self.resume_state else None)
@@ -449,6 +457,22 @@ class TrainingRun:
             raise UserError(f"{self.folder} already holds checkpoints; pass --resume to continue that run, "
                             f"or change --note/--trial to start a new one")
         return None
+
+    def _check_resumed_settings(self, args):
+        """Refuse to resume with flags that change what the run computes (a new learning rate
+        would silently bend the run half-way). Execution flags may change, and --epochs may,
+        to extend a run, with a notice: the schedule's remaining epochs follow the new length."""
+        if not self.args_path.is_file():
+            return
+        started = json.loads(self.args_path.read_text())
+        changed = {key: f"--{key} {started[key]} (now {args[key]})" for key in started
+                   if key in args and key not in EXECUTION_FLAGS and json.loads(json.dumps(args[key])) != started[key]}
+        if changed.keys() - {"epochs"}:
+            raise UserError(f"--resume: {self.folder} was started with other settings: {', '.join(changed.values())}; "
+                            f"resume with the original flags, or start a new run with another --note/--trial")
+        if changed:
+            print(f"resuming with {changed['epochs']}: the learning rate of the epochs still to run follows "
+                  f"the new length", flush=True)
 
     @property
     def start_epoch(self):

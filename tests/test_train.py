@@ -47,16 +47,31 @@ def test_two_epochs_write_the_contract_files(cifar_dir, capsys):
     assert best["best_acc"] == max(float(r["test_top1"]) for r in rows)
 
 
-def test_resume_continues_to_the_same_final_epoch(cifar_dir):
+def test_resume_continues_to_the_same_final_epoch(cifar_dir, capsys):
     train_vanilla.main(ARGS[:1] + ["1"] + ARGS[2:])
     run = cifar_dir / RUN
     assert not (run / "ckpt_epoch_2.pth").exists()
     with pytest.raises(util.UserError, match="pass --resume"):   # never overwrite a run by accident
         train_vanilla.main(ARGS)
+    capsys.readouterr()
     train_vanilla.main(ARGS + ["--resume"])
+    assert "resuming with --epochs 1 (now 2)" in capsys.readouterr().out  # extending a run is said out loud
     assert util.load_checkpoint(run / "ckpt_epoch_2.pth")["epoch"] == 2
     assert util.load_checkpoint(run / "resnet8_last.pth")["epoch"] == 2
     assert [int(r["epoch"]) for r in csv.DictReader(open(run / "metrics.csv"))] == [1, 2]
+
+
+def test_resume_refuses_other_settings_and_accepts_other_execution_flags(cifar_dir):
+    train_vanilla.main(ARGS[:1] + ["1"] + ARGS[2:])
+    run = cifar_dir / RUN
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    for flag, value in (("--weight_decay", "0.001"), ("--seed", "3"), ("--aug", "mine")):
+        with pytest.raises(util.UserError, match=f"started with other settings: .*{flag} "):
+            train_vanilla.main(ARGS + [flag, value, "--resume"])  # the last value of a flag wins
+        assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+    # how it runs may change: here the print frequency and the loader
+    train_vanilla.main(ARGS + ["--resume", "--print_freq", "1", "--loader", "gpu"])
+    assert util.load_checkpoint(run / "resnet8_last.pth")["epoch"] == 2
 
 
 def _run_script(args, cwd):
