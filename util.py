@@ -441,9 +441,9 @@ class TrainingRun:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.metrics = [row for row in read_csv(self.metrics_path) if int(row["epoch"]) < self.start_epoch]
         write_json(self.args_path, args)
-        # Events from the resumed epoch on belong to the interrupted attempt.
-        self.writer = make_writer(tensorboard_folder(self.folder),
-                                  purge_step=self.start_epoch if self.resume_state else None)
+        # Events from the first epoch this attempt runs on belong to an interrupted one (a
+        # resumed run's, or, for a fresh start, one killed before it saved anything).
+        self.writer = make_writer(tensorboard_folder(self.folder), purge_step=self.start_epoch)
 
     def _check_folder(self, resume):
         if resume:

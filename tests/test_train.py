@@ -103,3 +103,18 @@ def test_dataparallel_checkpoint_of_the_reference_loads(cifar_dir):
     from_dp.load_model(cifar_dir / "dp.pth")
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(plain(x), from_dp(x))
+
+
+def test_a_fresh_start_hides_the_curves_of_an_attempt_killed_before_its_first_save(cifar_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    logs = cifar_dir / "save/tensorboard/resnet8_cifar100_lr_0.05_trial_0_vanilla"
+    earlier = util.make_writer(logs)
+    for epoch in (1, 2, 3):
+        earlier.add_scalar("train/loss", 99.0, epoch)
+    earlier.close()
+    train_vanilla.main(ARGS)
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    losses = {event.step: event.value for event in events.Scalars("train/loss")}
+    rows = list(csv.DictReader(open(cifar_dir / RUN / "metrics.csv")))
+    assert losses == pytest.approx({int(row["epoch"]): float(row["train_loss"]) for row in rows})
