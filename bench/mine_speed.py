@@ -112,6 +112,8 @@ def main():
     parser.add_argument("--batch_ckpts", type=int, default=4, help="checkpoints in the batched run of ours")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true", help="also time ours with bf16 autocast (CUDA)")
+    parser.add_argument("--profile", action="store_true",
+                        help="then profile ours (1 checkpoint): operators by device time, and host syncs in the loop")
     args = parser.parse_args()
     device = torch.device(args.device)
     rows, x_dim, t_dim, batch, hidden = SIZES[args.size]
@@ -135,6 +137,30 @@ def main():
         timings.append((label, ours_ms(x_device, t_device[:copies], batch, hidden, iters, device, amp)))
     for label, ms in timings:
         print(f"{label:<75} {ms:9.2f} ms/iter  {reference / ms:6.1f}x")
+    if args.profile:
+        profile_ours(x_device, t_device[:1], batch, hidden, iters, device)
+
+
+def profile_ours(x, t, batch, hidden, iters, device):
+    """Where one checkpoint's iteration spends its time: a fixed cost that batching checkpoints
+    amortises shows up here as host time, device idle time or a synchronisation."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def run():
+        mine.estimate_mi_batched(x, t, iters=iters, lr=LR, batch_size=batch, hidden_size=hidden)
+    run()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        run()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"\nprofile of {iters} iterations of ours, 1 checkpoint:")
+    print(prof.key_averages().table(sort_by=sort, row_limit=20))
+    if device.type == "cuda":
+        torch.cuda.set_sync_debug_mode("warn")  # names every operation that waits for the device
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
 
 
 if __name__ == "__main__":
