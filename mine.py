@@ -106,13 +106,15 @@ def estimate_checkpoints(args, device):
     checkpoints = util.find_checkpoints(run_folder, args.start_epoch, args.skip)
     if args.shard:
         checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
+    args.dataset = util.canonical_dataset(args.dataset)
     dataset_tag = util.dataset_tag(args.dataset)
     results_path = Path(args.results or run_folder / f"mine_{args.mode}_{dataset_tag}.jsonl")
-    settings = {"model": args.model, "source_dataset": args.source_dataset, "lr": args.lr, "iter_num": args.iter_num,
-                "batch_size": args.batch_size, "hidden_size": args.hidden_size, "seed": args.seed, "amp": args.amp,
-                "eval_fraction": args.eval_fraction, "early_stop": args.early_stop}
+    settings = {"run": run_folder.name, "model": args.model, "source_dataset": args.source_dataset, "lr": args.lr,
+                "iter_num": args.iter_num, "batch_size": args.batch_size, "hidden_size": args.hidden_size,
+                "seed": args.seed, "amp": args.amp, "eval_fraction": args.eval_fraction, "early_stop": args.early_stop}
     remaining = util.pending_epochs([epoch for epoch, _ in checkpoints], results_path, settings, args.force,
-                                    match={"mode": args.mode, "dataset": args.dataset})
+                                    match={"mode": args.mode, "dataset": args.dataset},
+                                    predating={"run": run_folder.name})  # rows from before "run": the file's own
     todo = [checkpoint for checkpoint in checkpoints if checkpoint[0] in remaining]
     if not todo:
         print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
@@ -204,7 +206,8 @@ def describe(result):
 
 
 def result_row(args, epoch, path, result, seconds, group_size, device):
-    return {"epoch": epoch, "checkpoint": Path(path).name, "mode": args.mode, "dataset": args.dataset,
+    return {"epoch": epoch, "checkpoint": Path(path).name, "run": Path(path).parent.name, "mode": args.mode,
+            "dataset": args.dataset,
             "model": args.model, "source_dataset": args.source_dataset, "estimate": result.estimate,
             "heldout_estimate": result.heldout_estimate,
             "status": result.diagnostics["status"], "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,

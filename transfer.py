@@ -6,9 +6,10 @@
 --protocol train_bn (default) reproduces the paper's numbers; adabn and frozen cache
 features and take seconds per checkpoint (see helper/transfer.py and bench/BENCHMARKS.md).
 One JSON-lines row per checkpoint goes to <run folder>/transfer_<target>_<protocol>.jsonl,
-TensorBoard scalars `transfer/<target>_<protocol>` (best accuracy vs source epoch; `_amp`
-appended under --amp) to save/tensorboard/<run name>/. Checkpoints already in the results
-file for this target and protocol are skipped.
+TensorBoard scalars `transfer/<target>_<protocol>` (best accuracy vs source epoch) to
+save/tensorboard/<run name>/; under --amp both names end in `_amp`. Checkpoints already in
+the results file for this target and protocol are skipped; a results file belongs to one
+run folder.
 """
 import sys
 import time
@@ -58,16 +59,19 @@ def main(argv=None):
                    in enumerate(util.find_checkpoints(run_folder, args.start_epoch, args.skip), 1)]
     if args.shard:
         checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
+    args.target_dataset = util.canonical_dataset(args.target_dataset)
     target_tag = util.dataset_tag(args.target_dataset)
-    results_path = Path(args.results or run_folder / f"transfer_{target_tag}_{args.protocol}.jsonl")
+    # --amp rows get their own default file, so float32 and bf16 results of a run live side by side.
+    probe_name = f"{target_tag}_{args.protocol}" + ("_amp" if args.amp else "")
+    results_path = Path(args.results or run_folder / f"transfer_{probe_name}.jsonl")
     # A --results file may hold several targets and protocols: a row is one (target, protocol,
     # epoch), and only rows of this target and protocol count as done.
     probe = {"target_dataset": args.target_dataset, "protocol": args.protocol}
-    settings = {"model": args.model, "source_dataset": args.source_dataset, "lr": args.lr, "wd": args.wd,
-                "batch": args.batch, "epochs": args.epoch, "seed": args.seed, "amp": args.amp}
-    # Rows written before --amp existed were float32.
+    settings = {"run": run_folder.name, "model": args.model, "source_dataset": args.source_dataset, "lr": args.lr,
+                "wd": args.wd, "batch": args.batch, "epochs": args.epoch, "seed": args.seed, "amp": args.amp}
+    # Rows written before --amp existed were float32; before "run" existed, of the file's own run.
     remaining = util.pending_epochs([epoch for _, epoch, _ in checkpoints], results_path, settings, args.force,
-                                    match=probe, predating={"amp": False})
+                                    match=probe, predating={"amp": False, "run": run_folder.name})
     todo = [checkpoint for checkpoint in checkpoints if checkpoint[1] in remaining]
     if not todo:
         print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
@@ -77,7 +81,7 @@ def main(argv=None):
     target = load_target(args.target_dataset, args.data_root, device)
     settings = ProbeSettings(epochs=args.epoch, lr=args.lr, weight_decay=args.wd, batch_size=args.batch)
     writer = util.make_writer(util.tensorboard_folder(run_folder))
-    scalar_tag = f"transfer/{target_tag}_{args.protocol}" + ("_amp" if args.amp else "")
+    scalar_tag = f"transfer/{probe_name}"
     unreadable = []
     for j, epoch, path in todo:
         model = build_model(args.model, source_classes)
@@ -94,8 +98,8 @@ def main(argv=None):
 
         result = run_probe(model.to(device), target, args.protocol, settings, args.seed, on_epoch=report,
                            amp=args.amp)
-        row = {"epoch": epoch, "checkpoint": path.name, "protocol": args.protocol, "model": args.model,
-               "source_dataset": args.source_dataset, "target_dataset": args.target_dataset,
+        row = {"epoch": epoch, "checkpoint": path.name, "run": run_folder.name, "protocol": args.protocol,
+               "model": args.model, "source_dataset": args.source_dataset, "target_dataset": args.target_dataset,
                "best_acc": result.best_acc, "final_acc": result.final_acc, "acc_per_epoch": result.acc_per_epoch,
                "lr": args.lr, "wd": args.wd, "momentum": settings.momentum, "batch": args.batch,
                "epochs": args.epoch, "seed": args.seed, "amp": args.amp, "device": str(device),

@@ -201,6 +201,14 @@ def ctc_run_name(model, dataset, alpha, beta, note):
     return f"{model}_{dataset_tag(dataset)}_a:{alpha}_b:{beta}_{note}"
 
 
+def canonical_dataset(dataset):
+    """The name results rows store: 'folder:<path>' with the path made absolute, so that
+    'folder:imgs', 'folder:./imgs/' and 'folder:/data/imgs' are one target."""
+    if dataset.startswith("folder:") and dataset[len("folder:"):]:
+        return "folder:" + str(Path(dataset[len("folder:"):]).expanduser().resolve())
+    return dataset
+
+
 def dataset_tag(dataset):
     """A data set name usable in a folder name ('folder:/a/b' -> 'folder-b')."""
     if dataset.startswith("folder:"):

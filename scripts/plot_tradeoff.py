@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
 
 # The protocol is the file name's last part; it is matched by name because both the
-# protocol (train_bn) and a target tag (folder-my_set) may contain underscores.
-TRANSFER_FILE = re.compile(r"transfer_(?P<target>.+)_(?P<protocol>train_bn|adabn|frozen)\.jsonl")
+# protocol (train_bn) and a target tag (folder-my_set) may contain underscores. Results of
+# transfer.py --amp count as a protocol of their own, e.g. adabn_amp.
+TRANSFER_FILE = re.compile(r"transfer_(?P<target>.+)_(?P<protocol>(?:train_bn|adabn|frozen)(?:_amp)?)\.jsonl")
 MINE_FILE = re.compile(r"mine_(?P<mode>xt|ty)_(?P<dataset>.+)\.jsonl")
 MINE_NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
 DEFAULT_PROTOCOL = "train_bn"  # the reference's protocol: the one the paper's numbers mean

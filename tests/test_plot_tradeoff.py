@@ -196,6 +196,9 @@ def test_default_choice_and_file_names():
         choose(both, None, "frozen")
     match = plot_tradeoff.TRANSFER_FILE.fullmatch("transfer_folder-my_set_train_bn.jsonl")
     assert (match["target"], match["protocol"]) == ("folder-my_set", "train_bn")
+    match = plot_tradeoff.TRANSFER_FILE.fullmatch("transfer_cifar10_adabn_amp.jsonl")  # transfer.py --amp
+    assert (match["target"], match["protocol"]) == ("cifar10", "adabn_amp")
+    assert choose(runs_with(("cifar10", "adabn_amp"), ("cifar10", "train_bn")), None, None) == ("cifar10", "train_bn")
     assert plot_tradeoff.run_names([Path("a/x"), Path("b/x"), Path("c/y")]) == ["a/x", "b/x", "y"]
 
 

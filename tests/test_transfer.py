@@ -168,6 +168,25 @@ def test_an_image_folder_target_gets_its_own_results_file(workdir, capsys):
     rows = util.read_results(workdir / "save" / "model" / RUN_NAME / "transfer_folder-pets_frozen.jsonl")
     assert [row["epoch"] for row in rows] == list(EPOCHS)
     assert all(is_count_of(a, 18) for row in rows for a in row["acc_per_epoch"])  # 18 test images
+    assert {row["target_dataset"] for row in rows} == {f"folder:{(workdir / 'pets').resolve()}"}
+    # The same folder spelled another way is the same target: nothing to redo.
+    capsys.readouterr()
+    transfer.main(TINY + ["--protocol", "frozen", "--target_dataset", "folder:./pets/"])
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_a_results_file_belongs_to_one_run(workdir, capsys):
+    other = workdir / "save" / "model" / "resnet8_cifar100_lr_0.05_trial_1_vanilla"
+    util.atomic_save({"epoch": 2, "model": source_model(9).state_dict(), "accuracy": 1.0},
+                     util.checkpoint_path(other, 2))
+    transfer.main(TINY + ["--protocol", "frozen"])
+    path = results_file(workdir, "frozen")
+    assert {row["run"] for row in util.read_results(path)} == {RUN_NAME}
+    before = path.read_bytes()
+    with pytest.raises(util.UserError, match=f"other settings: run {RUN_NAME} \\(now {other.name}\\)"):
+        transfer.main([arg if arg != RUN_NAME else other.name for arg in TINY]
+                      + ["--protocol", "frozen", "--results", str(path)])
+    assert path.read_bytes() == before
 
 
 # --------------------------------------------------------------------------- the protocols
@@ -354,24 +373,27 @@ def test_amp_runs_every_backbone_pass_in_bf16_channels_last_and_keeps_the_linear
 
 def test_amp_rows_say_so_and_a_rerun_with_other_precision_is_refused_unless_forced(workdir, capsys):
     transfer.main(TINY + ["--protocol", "frozen", "--amp"])
-    path = results_file(workdir, "frozen")
+    path = results_file(workdir, "frozen_amp")  # float32 and bf16 results have their own default files
+    assert not results_file(workdir, "frozen").exists()
     assert [(row["epoch"], row["amp"]) for row in util.read_results(path)] == [(epoch, True) for epoch in EPOCHS]
+    scalars = tensorboard_scalars(workdir / "save" / "tensorboard" / RUN_NAME, "transfer/cifar10_frozen_amp")
+    assert sorted(scalars) == list(EPOCHS)
     before = path.read_bytes()
     capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        util.run_main(lambda: transfer.main(TINY + ["--protocol", "frozen"]))
+    with pytest.raises(SystemExit) as exit_info:  # one file given for both: refused
+        util.run_main(lambda: transfer.main(TINY + ["--protocol", "frozen", "--results", str(path)]))
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code != 0 and len(lines) == 1
     assert "made with other settings: amp True (now False)" in lines[0] and "--force" in lines[0]
     assert path.read_bytes() == before
-    transfer.main(TINY + ["--protocol", "frozen", "--force"])
+    transfer.main(TINY + ["--protocol", "frozen", "--force", "--results", str(path)])
     rows = util.read_results(path)
     assert [row["amp"] for row in rows] == [False] * len(EPOCHS)
 
-    # Rows written before --amp existed have no "amp": they were float32.
-    util.atomic_write_text(path, "".join(json.dumps({k: v for k, v in row.items() if k != "amp"}) + "\n"
-                                         for row in rows))
-    transfer.main(TINY + ["--protocol", "frozen"])
+    # Rows written before --amp (and "run") existed have neither: they were float32, of this run.
+    util.atomic_write_text(path, "".join(json.dumps({k: v for k, v in row.items() if k not in ("amp", "run")})
+                                         + "\n" for row in rows))
+    transfer.main(TINY + ["--protocol", "frozen", "--results", str(path)])
     assert "nothing to do" in capsys.readouterr().out
     with pytest.raises(util.UserError, match=r"amp False \(now True\)"):
-        transfer.main(TINY + ["--protocol", "frozen", "--amp"])
+        transfer.main(TINY + ["--protocol", "frozen", "--amp", "--results", str(path)])
