@@ -69,7 +69,7 @@ class EpochMeters:
         names = list(self.sums)
         totals = torch.stack([self.sums[name].double() for name in names]
                              + [torch.tensor(float(self.count), dtype=torch.float64, device=self.device)])
-        if across_processes and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if across_processes and _distributed():
             torch.distributed.all_reduce(totals)
         *totals, count = totals.tolist()
         values = {name: total / count for name, total in zip(names, totals)}
@@ -78,9 +78,22 @@ class EpochMeters:
         return values
 
     def raise_if_diverged(self, epoch):
-        bad_step = int(self.first_bad_step.item())
+        """NonFiniteLoss if a loss so far was NaN/inf. In a distributed run every process
+        calls this at the same step and all of them raise together, naming the earliest
+        bad step of any, so that none is left waiting in the next collective."""
+        bad_step = self.first_bad_step
+        if _distributed():
+            never = torch.iinfo(torch.long).max
+            bad_step = torch.where(bad_step < 0, never, bad_step)
+            torch.distributed.all_reduce(bad_step, op=torch.distributed.ReduceOp.MIN)
+            bad_step = torch.where(bad_step == never, -1, bad_step)
+        bad_step = int(bad_step.item())
         if bad_step >= 0:
             raise NonFiniteLoss(epoch, bad_step + 1)
+
+
+def _distributed():
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def _progress(loader, desc):

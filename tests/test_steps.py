@@ -112,24 +112,36 @@ def test_two_process_gloo_run_saves_from_rank_zero_and_loads_into_a_plain_model(
 
 def _epoch_meters_of_rank(rank, port, results):
     """One process of a 2-process gloo group: rank r sees 2 + r samples with loss r + 1, all right."""
-    from helper.loops import EpochMeters, StepOutput
+    from helper.loops import EpochMeters, NonFiniteLoss, StepOutput
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         meters = EpochMeters("cpu")
         target = torch.zeros(2 + rank, dtype=torch.long)
         logits = torch.nn.functional.one_hot(target, 10).float() * (1 if rank == 0 else -1)  # right, wrong
         meters.update(0, StepOutput(torch.tensor(rank + 1.0), logits), target)
-        results[rank] = (meters.averages(), meters.averages(across_processes=True))
+        averages = (meters.averages(), meters.averages(across_processes=True))
+        # Only rank 1 sees a non-finite loss (at its step 3): both ranks must stop, naming that step.
+        diverged = EpochMeters("cpu")
+        for step in range(4):
+            loss = float("nan") if rank == 1 and step == 2 else 1.0
+            diverged.update(step, StepOutput(torch.tensor(loss), logits), target)
+        try:
+            diverged.raise_if_diverged(epoch=5)
+            stopped = None
+        except NonFiniteLoss as err:
+            stopped = str(err)
+        results[rank] = (*averages, stopped)
     finally:
         torch.distributed.destroy_process_group()
 
 
-def test_train_epoch_averages_cover_every_process_share_of_the_data():
+def test_train_epoch_averages_and_divergence_cover_every_process():
     import torch.multiprocessing as mp
     results = mp.Manager().dict()
     mp.spawn(_epoch_meters_of_rank, args=(_free_port(), results), nprocs=2)
     # rank 0: 2 samples, loss 1, both top-1 right; rank 1: 3 samples, loss 2, top-1 wrong
-    (local0, whole0), (local1, whole1) = results[0], results[1]
+    (local0, whole0, stopped0), (local1, whole1, stopped1) = results[0], results[1]
+    assert stopped0 == stopped1 == "loss became non-finite at epoch 5, step 3"
     assert (local0["loss"], local0["top1"]) == (1.0, 100.0) and (local1["loss"], local1["top1"]) == (2.0, 0.0)
     for whole in (whole0, whole1):
         assert whole["loss"] == pytest.approx((2 * 1 + 3 * 2) / 5) and whole["top1"] == pytest.approx(40.0)
