@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements of bench/BENCHMARKS.md that are still open, in one go (~6 minutes on
+# The GPU measurements of bench/BENCHMARKS.md that are still open, in one go (at most 9 minutes on
 # an H100/H200). Each step is time-limited so that one slow step cannot take the rest down.
 #
 #     bash bench/run_gpu.sh [log folder]        # default: save/bench_logs
@@ -19,11 +19,11 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND, log to NAME.log, report i
 }
 
 # Transfer at the paper's size: the three protocols, the parts of adabn and frozen, fp32 and bf16.
-step transfer_speed 240 python bench/transfer_speed.py --model resnext32_16x4d --train 90000 --test 90000 \
+step transfer_speed 200 python bench/transfer_speed.py --model resnext32_16x4d --train 90000 --test 90000 \
     --epochs 30 --train_bn_epochs 1 --reference_batches 3 --amp --device cuda
 # MINE: one checkpoint and four batched, fp32 and bf16, CIFAR-100 I(X;T) shapes; then where a
 # lone checkpoint's iteration spends the fixed ~3.6 ms that batching amortises (BENCHMARKS.md).
-step mine_speed 150 python bench/mine_speed.py --amp --profile
+step mine_speed 130 python bench/mine_speed.py --amp --profile
 # MINE at the reference's full size on Gaussians of known MI.
-step mine_calibration 240 python mine.py --calibrate gaussian --dim 100 --true_mi 0.5 1 2 4 \
+step mine_calibration 220 python mine.py --calibrate gaussian --dim 100 --true_mi 0.5 1 2 4 \
     --hidden_size 1024 --batch_size 5000 --iter_num 1e+4 --lr 8e-5 --device cuda
