@@ -11,8 +11,9 @@ network, only the Linear updated -- is timed for --reference_batches batches of 
 split and extrapolated to the full per-checkpoint work, since at the paper's size it
 takes ~19 minutes. Ratios are against that estimate and against train_bn, all measured
 in this process. A second table splits the cached-feature probes into their parts (the
-BatchNorm pass of adabn, feature extraction, the linear fit) and times the linear fit
-written out against the same fit through autograd and torch.optim.
+BatchNorm pass of adabn, feature extraction, the linear fit) and times feature extraction
+against the same work without BatchNorm folding, and the linear fit written out against
+the same fit through autograd and torch.optim.
 """
 import contextlib
 import argparse
@@ -28,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
 from dataset.arrays import ArrayDataset, make_transform  # noqa: E402
 from helper.steps import configure_backends  # noqa: E402
-from helper.features import extract_features  # noqa: E402
+from dataset.gpu import Normalise  # noqa: E402
+from helper.features import DEFAULT_BATCH, amp_memory_format, autocast, extract_features  # noqa: E402
 from helper.transfer import (PROTOCOLS, ProbeSettings, TargetData, adapt_batchnorm, new_classifier,  # noqa: E402
                              run_probe, train_linear_on_features, train_linear_plain)
 from models import build_model  # noqa: E402
@@ -141,6 +143,8 @@ def phase_seconds(args, target, device, amp=False):
     with timed("features, train + test"):
         train, test = (extract_features(model, images, target.mean, target.std, device, amp=amp)
                        for images in (target.train_images, target.test_images))
+    with timed("the same, BatchNorm not folded"):
+        unfolded_features(model, target, device, amp)
     for part, fit in (("linear fit, autograd + torch.optim", train_linear_plain),
                       ("linear fit, written out", train_linear_on_features)):
         classifier = new_classifier(model.feat_dim, target.num_classes, 0).to(device)
@@ -148,6 +152,17 @@ def phase_seconds(args, target, device, amp=False):
             fit(classifier, train, target.train_labels, test, target.test_labels, settings,
                 torch.Generator(device).manual_seed(0))
     return seconds
+
+
+@torch.no_grad()
+def unfolded_features(model, target, device, amp):
+    """extract_features' work through the model's own forward pass (the baseline of folding)."""
+    normalise = Normalise(target.mean, target.std, device)
+    for images in (target.train_images, target.test_images):
+        nchw = images.permute(0, 3, 1, 2)
+        for start in range(0, len(nchw), DEFAULT_BATCH):
+            with autocast(device, amp):
+                model(amp_memory_format(normalise(nchw[start:start + DEFAULT_BATCH]), amp), is_feat=True)
 
 
 def main():
@@ -177,6 +192,8 @@ def main():
             print(f"{part:<40}{part_seconds:>10.3f}")
     plain, fast = parts["linear fit, autograd + torch.optim"], parts["linear fit, written out"]
     print(f"linear fit written out: {plain / fast:.2f}x the speed of autograd + torch.optim")
+    unfolded, folded = parts["the same, BatchNorm not folded"], parts["features, train + test"]
+    print(f"features with BatchNorm folded: {unfolded / folded:.2f}x the speed of the model's own forward pass")
 
 
 def name(protocol, amp):

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset import DeviceLoader, dataset_info, load_arrays
-from helper.features import amp_memory_format, autocast, extract_features
+from helper.features import amp_memory_format, autocast, extract_features, feature_extractor
 
 PROTOCOLS = ("train_bn", "adabn", "frozen")
 
@@ -180,18 +180,15 @@ def _probe_train_bn(model, classifier, target, settings, generator, on_epoch, am
 def evaluate(model, loader, amp=False):
     """Eval-mode top-1 accuracy of `model` on `loader`, as a fraction.
 
-    Under amp only the backbone runs in bf16; the classifier reads float32 features.
+    The backbone runs as `feature_extractor` (BatchNorm folded; bf16 under amp) and the
+    classifier reads its float32 features, as the model's own forward pass would.
     """
-    model.eval()
+    features, classifier = feature_extractor(model, amp), model.get_classifier()
     correct = torch.zeros((), dtype=torch.int64, device=loader.device)
     for images, labels in loader:
-        if amp:
-            with autocast(images.device, amp):
-                features = model(amp_memory_format(images, amp), is_feat=True)[0][-1]
-            logits = model.get_classifier()(features.float())
-        else:
-            logits = model(images)
-        correct += (logits.argmax(dim=1) == labels).sum()
+        with autocast(images.device, amp):
+            pooled = features(amp_memory_format(images, amp))
+        correct += (classifier(pooled.float()).argmax(dim=1) == labels).sum()
     return int(correct.item()) / loader.dataset_size
 
 

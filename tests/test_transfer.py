@@ -397,3 +397,27 @@ def test_amp_rows_say_so_and_a_rerun_with_other_precision_is_refused_unless_forc
     assert "nothing to do" in capsys.readouterr().out
     with pytest.raises(util.UserError, match=r"amp False \(now True\)"):
         transfer.main(TINY + ["--protocol", "frozen", "--amp", "--results", str(path)])
+
+
+# resnet8: every BatchNorm follows a convolution; wrn_16_1: its 7 pre-activation BatchNorms
+# stay; vgg8: torch.fx cannot trace it, so all of them stay.
+@pytest.mark.parametrize("name, left_unfolded", [("resnet8", 0), ("wrn_16_1", 7), ("vgg8", "all")])
+def test_the_feature_extractor_folds_batchnorm_and_gives_the_models_own_features(name, left_unfolded):
+    from helper.features import feature_extractor
+    torch.manual_seed(0)
+    model = build_model(name, 100)
+    batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():  # statistics far from the initial ones, so that folding them matters
+        for layer in batchnorms:
+            layer.running_mean.normal_(0, 0.5)
+            layer.running_var.uniform_(0.3, 3)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    extractor = feature_extractor(model)
+    left = [m for m in extractor.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(left) == (len(batchnorms) if left_unfolded == "all" else left_unfolded)
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images, is_feat=True)[0][-1]
+        assert torch.allclose(extractor(images), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    assert not model.training
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
