@@ -88,6 +88,7 @@ def main(argv=None):
     if args.amp and device.type != "cuda":
         print(f"--amp: bf16 autocast needs a CUDA device; running in float32 on {device}", flush=True)
         args.amp = False
+    util.check_bf16(device, args.amp)
     configure_backends(device)
     if not 0 <= args.eval_fraction < 1:
         raise util.UserError(f"--eval_fraction must be in [0, 1), got {args.eval_fraction}")

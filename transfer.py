@@ -53,6 +53,7 @@ def parse_option(argv=None):
 def main(argv=None):
     args = parse_option(argv)
     device = util.pick_device(args.device)
+    util.check_bf16(device, args.amp)
     configure_backends(device)
     run_folder = util.resolve_run_folder(args.ckpt_path)
     checkpoints = [(j, epoch, path) for j, (epoch, path)

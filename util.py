@@ -201,6 +201,15 @@ def ctc_run_name(model, dataset, alpha, beta, note):
     return f"{model}_{dataset_tag(dataset)}_a:{alpha}_b:{beta}_{note}"
 
 
+def check_bf16(device, wanted=True):
+    """One clear line instead of a silent float32 run: CUDA autocast falls back to float32
+    with only a warning on GPUs without bf16 (before Ampere), and results would say bf16."""
+    device = torch.device(device)
+    if wanted and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"bf16 was asked for, but {torch.cuda.get_device_name(device)} has no bf16 support; "
+                        f"run without --amp (or, for training, with --amp fp16)")
+
+
 def canonical_dataset(dataset):
     """The name results rows store: 'folder:<path>' with the path made absolute, so that
     'folder:imgs', 'folder:./imgs/' and 'folder:/data/imgs' are one target."""

@@ -22,6 +22,7 @@ class TrainingSession:
         self.rank, self.world_size, self.device = init_distributed(opts.device)
         util.set_seed(opts.seed)
         configure_backends(self.device, opts.cudnn_benchmark, opts.tf32)
+        util.check_bf16(self.device, opts.amp == "bf16")
         self.precision = Precision(self.device, opts.amp, opts.channels_last)
         if opts.batch_size % self.world_size:
             raise util.UserError(f"--batch_size {opts.batch_size} must be divisible by the "

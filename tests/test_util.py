@@ -115,3 +115,14 @@ def test_run_names_follow_the_reference_layout():
     assert util.dataset_tag("folder:/data/my_set") == "folder-my_set"
     run = util.model_folder("x")
     assert util.tensorboard_folder(run) == util.SAVE_ROOT / "tensorboard" / "x"
+
+
+def test_bf16_on_a_gpu_without_it_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "Tesla V100")
+    with pytest.raises(util.UserError, match="Tesla V100 has no bf16 support"):
+        util.check_bf16("cuda", True)
+    util.check_bf16("cuda", False)   # not asked for: nothing to say
+    util.check_bf16("cpu", True)     # CPU autocast does bf16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    util.check_bf16("cuda", True)
