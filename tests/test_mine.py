@@ -103,8 +103,22 @@ def test_batched_critics_match_one_at_a_time():
                                        iters=700, seed=5, **SMALL)
     single = [mine.estimate_mi(x, y, iters=700, seed=5, **SMALL) for x, y in pairs]
     for (true_mi, _), together, alone in zip(problems, batched, single):
-        assert abs(together.estimate - alone.estimate) < 0.08 * true_mi
+        # The same initial critic and the same draws: the same numbers up to float rounding,
+        # which 700 Adam steps amplify to ~1e-3 (another initial critic moves it by several %).
+        assert together.estimate == pytest.approx(alone.estimate, rel=5e-3)
         assert abs(together.estimate - true_mi) < 0.15 * true_mi
+
+
+def test_an_estimate_does_not_depend_on_the_checkpoints_batched_with_it():
+    x = torch.randn(400, 6, generator=torch.Generator().manual_seed(0))
+    t = torch.randn(3, 400, 4, generator=torch.Generator().manual_seed(1)) + x[:, :4]
+    settings = dict(iters=200, lr=1e-3, batch_size=100, hidden_size=32, seed=5)
+    three = mine.estimate_mi_batched(x, t, **settings)
+    last_two = mine.estimate_mi_batched(x, t[1:], **settings)
+    alone = mine.estimate_mi(x, t[2], **settings)
+    assert three[1].estimate == pytest.approx(last_two[0].estimate, rel=1e-5)
+    assert three[2].estimate == pytest.approx(last_two[1].estimate, rel=1e-5) == pytest.approx(alone.estimate, rel=1e-5)
+    assert abs(three[0].estimate - three[1].estimate) > 1e-3  # different checkpoints, different numbers
 
 
 def test_shared_input_is_the_same_as_repeating_it():
@@ -113,8 +127,8 @@ def test_shared_input_is_the_same_as_repeating_it():
     repeated = mine.estimate_mi_batched(torch.stack([x, x]), torch.stack([y, y]), iters=300, seed=3, **SMALL)
     for a, b in zip(shared, repeated):
         assert torch.allclose(a.curve, b.curve, atol=1e-4)
-    # Two copies with the same data but their own initialisation follow different curves.
-    assert not torch.allclose(shared[0].curve, shared[1].curve)
+    # Two copies with the same data follow the same curve: every copy starts from the same critic.
+    assert torch.allclose(shared[0].curve, shared[1].curve, atol=1e-5)
 
 
 def test_batches_pair_joint_rows_and_draw_without_replacement():
