@@ -22,7 +22,7 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND, log to NAME.log, report i
 step transfer_speed 200 python bench/transfer_speed.py --model resnext32_16x4d --train 90000 --test 90000 \
     --epochs 30 --train_bn_epochs 1 --reference_batches 3 --amp --device cuda
 # MINE: one checkpoint and four batched, fp32 and bf16, CIFAR-100 I(X;T) shapes; then where a
-# lone checkpoint's iteration spends the fixed ~3.6 ms that batching amortises (BENCHMARKS.md).
+# lone checkpoint's iteration spends its time: host dispatch or a synchronisation (BENCHMARKS.md).
 step mine_speed 130 python bench/mine_speed.py --amp --profile
 # MINE at the reference's full size on Gaussians of known MI.
 step mine_calibration 220 python mine.py --calibrate gaussian --dim 100 --true_mi 0.5 1 2 4 \
