@@ -1,6 +1,7 @@
 """ms per MINE iteration: a reference-style loop vs helper/mine.py, same shapes, same process.
 
     python bench/mine_speed.py                  # full I(X;T) shapes of CIFAR-100 (GPU)
+    python bench/mine_speed.py --size ty        # I(T;Y) shapes: a far smaller first layer (GPU)
     python bench/mine_speed.py --size small     # reduced shapes that a CPU gets through
 
 Reference style (SPEC 8): the data [N, 3072 + 512] lives on the host as numpy; each
@@ -26,6 +27,7 @@ from helper.steps import configure_backends  # noqa: E402
 
 SIZES = {  # rows, x_dim, t_dim, batch, hidden
     "full": (10000, 3072, 512, 5000, 1024),
+    "ty": (10000, 100, 512, 5000, 1024),    # I(T;Y) of CIFAR-100: the shared input is the one-hot label
     "small": (2000, 3072, 512, 500, 256),
 }
 LR = 8e-5
@@ -107,7 +109,8 @@ def synchronize(device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=SIZES, default="full", help="full: CIFAR-100 I(X;T) shapes; small: for a CPU")
+    parser.add_argument("--size", choices=SIZES, default="full",
+                        help="full: CIFAR-100 I(X;T) shapes; ty: CIFAR-100 I(T;Y) shapes; small: for a CPU")
     parser.add_argument("--iters", type=int, default=None, help="timed iterations (default 50 full, 20 small)")
     parser.add_argument("--batch_ckpts", type=int, default=4, help="checkpoints in the batched run of ours")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -117,7 +120,7 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     rows, x_dim, t_dim, batch, hidden = SIZES[args.size]
-    iters = args.iters or (50 if args.size == "full" else 20)
+    iters = args.iters or (20 if args.size == "small" else 50)
     configure_backends(device)  # TF32 for both loops, as in the paper's environment (SPEC 9)
     np.random.seed(0)
     torch.manual_seed(0)
@@ -127,7 +130,7 @@ def main():
     x_device, t_device = x.to(device), t.to(device)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"MINE I(X;T) iteration, {rows} rows, X {x_dim} + T {t_dim}, batch {batch}, hidden {hidden}, "
+    print(f"MINE iteration ({args.size} shapes), {rows} rows, X {x_dim} + T {t_dim}, batch {batch}, hidden {hidden}, "
           f"{iters} timed iterations, {name}, torch {torch.__version__}")
     reference = reference_ms(host_data, x_dim, batch, hidden, iters, device)
     timings = [("reference style (numpy draws, host copies, graph-growing average)", reference)]
