@@ -45,8 +45,6 @@ def parse_option():
     add("--probe_batch", type=int, default=128, help="probe batch size (the paper: 512 on 90k images)")
     add("--device", default="cpu")
     add("--amp", action="store_true", help="also probe with transfer.py --amp (bf16 autocast, channels_last)")
-    add("--amp_protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS),
-        help="the protocols --amp runs (train_bn is the slow one)")
     add("--workdir", default=None, help="keep the extracted images and runs here (default: a temporary folder)")
     return parser.parse_args()
 
@@ -79,15 +77,13 @@ def main():
                                      "--model", args.model, "--ckpt_path", str(run_folder), "--start_epoch", "1",
                                      "--skip", "1", "--epoch", str(args.probe_epochs), "--batch", str(args.probe_batch),
                                      "--protocol", protocol, "--device", args.device,
-                                     "--results", str(results_path(run_folder, protocol, amp)),
                                      *(["--amp"] if amp else [])], workdir)
         report(args, run_folder, train_seconds)
 
 
 def variants(args):
     """(protocol, amp) pairs to probe: every protocol in float32, then the --amp ones."""
-    return [(protocol, False) for protocol in PROTOCOLS] + [(protocol, True) for protocol in PROTOCOLS
-                                                            if args.amp and protocol in args.amp_protocols]
+    return [(protocol, amp) for amp in ([False, True] if args.amp else [False]) for protocol in PROTOCOLS]
 
 
 def label(protocol, amp):
@@ -95,6 +91,7 @@ def label(protocol, amp):
 
 
 def results_path(run_folder, protocol, amp):
+    """transfer.py's default results file of the target folder 'target'."""
     return run_folder / f"transfer_folder-target_{protocol}{'_amp' if amp else ''}.jsonl"
 
 

@@ -15,8 +15,8 @@ BatchNorm pass of adabn, feature extraction, the linear fit) and times feature e
 against the same work without BatchNorm folding, and the linear fit written out against
 the same fit through autograd and torch.optim.
 """
-import contextlib
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import util  # noqa: E402
 from dataset.arrays import ArrayDataset, make_transform  # noqa: E402
-from helper.steps import configure_backends  # noqa: E402
 from dataset.gpu import Normalise  # noqa: E402
 from helper.features import DEFAULT_BATCH, amp_memory_format, autocast, extract_features  # noqa: E402
+from helper.steps import configure_backends  # noqa: E402
 from helper.transfer import (PROTOCOLS, ProbeSettings, TargetData, adapt_batchnorm, new_classifier,  # noqa: E402
                              run_probe, train_linear_on_features, train_linear_plain)
 from models import build_model  # noqa: E402
@@ -123,35 +123,49 @@ def reference_style_seconds(args, target, device):
     return args.epochs * (args.train * seconds_per_image["train"] + args.test * seconds_per_image["test"])
 
 
-def phase_seconds(args, target, device, amp=False):
-    """{part: seconds} of one cached-feature probe (adabn's order), the linear fit timed twice."""
-    model = build_model(args.model, args.source_classes).to(device)
-    settings = ProbeSettings(epochs=args.epochs, batch_size=args.batch)
-    seconds = {}
+class Stopwatch(dict):
+    """{part: seconds}; `with stopwatch(part):` times a part up to the device's last kernel."""
+
+    def __init__(self, device):
+        super().__init__()
+        self.device = device
 
     @contextlib.contextmanager
-    def timed(part):
-        synchronize(device)
+    def __call__(self, part):
+        synchronize(self.device)
         started = time.perf_counter()
         yield
-        synchronize(device)
-        seconds[part] = time.perf_counter() - started
+        synchronize(self.device)
+        self[part] = time.perf_counter() - started
 
+
+def part_seconds(args, target, device, amp):
+    """The parts of a cached-feature probe in adabn's order, feature extraction timed against
+    the model's own forward pass; returns ({part: seconds}, (train features, test features))."""
+    model = build_model(args.model, args.source_classes).to(device)
+    timed = Stopwatch(device)
     with timed("BatchNorm pass (adabn only)"):
         adapt_batchnorm(model, target.loader("train", args.batch, shuffle=True,
                                              generator=torch.Generator(device).manual_seed(0)), amp)
     with timed("features, train + test"):
-        train, test = (extract_features(model, images, target.mean, target.std, device, amp=amp)
-                       for images in (target.train_images, target.test_images))
+        features = [extract_features(model, images, target.mean, target.std, device, amp=amp)
+                    for images in (target.train_images, target.test_images)]
     with timed("the same, BatchNorm not folded"):
         unfolded_features(model, target, device, amp)
+    return timed, features
+
+
+def fit_seconds(args, target, device, features):
+    """The linear fit on cached features, written out and through autograd + torch.optim."""
+    settings = ProbeSettings(epochs=args.epochs, batch_size=args.batch)
+    timed = Stopwatch(device)
     for part, fit in (("linear fit, autograd + torch.optim", train_linear_plain),
                       ("linear fit, written out", train_linear_on_features)):
-        classifier = new_classifier(model.feat_dim, target.num_classes, 0).to(device)
+        classifier = new_classifier(features[0].shape[1], target.num_classes, 0).to(device)
         with timed(part):
-            fit(classifier, train, target.train_labels, test, target.test_labels, settings,
+            fit(classifier, features[0], target.train_labels, features[1], target.test_labels, settings,
                 torch.Generator(device).manual_seed(0))
-    return seconds
+    return timed
 
 
 @torch.no_grad()
@@ -172,32 +186,36 @@ def main():
     target = random_target(args, device)
     print(f"{args.model}, {args.train} + {args.test} images, {args.epochs} epochs, batch {args.batch}, "
           f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    variants = [(protocol, False) for protocol in PROTOCOLS]
-    if args.amp:
-        variants += [(protocol, True) for protocol in PROTOCOLS]
-    for amp in sorted({amp for _, amp in variants}):
+    precisions = [False, True] if args.amp else [False]
+    for amp in precisions:
         time_protocol(args, target, "frozen", device, amp)  # warm-up: allocator, cudnn autotuning
     reference = reference_style_seconds(args, target, device)
-    seconds = {name(protocol, amp): time_protocol(args, target, protocol, device, amp) for protocol, amp in variants}
+    seconds = {probe_name(protocol, amp): time_protocol(args, target, protocol, device, amp)
+               for amp in precisions for protocol in PROTOCOLS}
     # "speed vs X" = X's seconds / this probe's seconds: 2.0 means twice as fast as X.
     print(f"{'probe':<26}{'s/checkpoint':>14}{'speed vs reference':>20}{'speed vs train_bn':>19}")
     print(f"{'reference-style (est.)':<26}{reference:>14.2f}{1.0:>20.2f}{seconds['train_bn'] / reference:>19.2f}")
     for probe, probe_seconds in seconds.items():
         print(f"{probe:<26}{probe_seconds:>14.2f}{reference / probe_seconds:>20.1f}"
               f"{seconds['train_bn'] / probe_seconds:>19.1f}")
-    for amp in sorted({amp for _, amp in variants}):
-        parts = phase_seconds(args, target, device, amp)
+    for amp in precisions:
+        parts, features = part_seconds(args, target, device, amp)
+        if not amp:  # the fit reads float32 features either way
+            parts.update(fit_seconds(args, target, device, features))
         print(f"\n{'part of a cached-feature probe' + (' (amp)' if amp else ''):<40}{'seconds':>10}")
-        for part, part_seconds in parts.items():
-            print(f"{part:<40}{part_seconds:>10.3f}")
-    plain, fast = parts["linear fit, autograd + torch.optim"], parts["linear fit, written out"]
-    print(f"linear fit written out: {plain / fast:.2f}x the speed of autograd + torch.optim")
-    unfolded, folded = parts["the same, BatchNorm not folded"], parts["features, train + test"]
-    print(f"features with BatchNorm folded: {unfolded / folded:.2f}x the speed of the model's own forward pass")
+        for part, part_time in parts.items():
+            print(f"{part:<40}{part_time:>10.3f}")
+        for faster, baseline, said in (("features, train + test", "the same, BatchNorm not folded",
+                                         "features with BatchNorm folded: {:.2f}x the model's own forward pass"),
+                                        ("linear fit, written out", "linear fit, autograd + torch.optim",
+                                         "linear fit written out: {:.2f}x autograd + torch.optim")):
+            if faster in parts:
+                print(said.format(parts[baseline] / parts[faster]))
 
 
-def name(protocol, amp):
+def probe_name(protocol, amp):
     return f"{protocol}+amp" if amp else protocol
+
 
 if __name__ == "__main__":
     main()
