@@ -43,9 +43,16 @@ def parse_option(argv=None):
     return args
 
 
+def run_name(args):
+    """The run folder's name under save/model/ (SPEC 2); scripts/run_paper.sh asks for it too."""
+    return util.ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note)
+
+
 def main(argv=None):
     args = parse_option(argv)
-    session = TrainingSession(args)
+    session = TrainingSession(args, run_name(args))
+    if session.finished:
+        return
     if session.world_size > 1:
         raise util.UserError("train_ctc.py trains in one process: its per-sample memories are updated by "
                              "every batch, which several processes would each see only in part")
@@ -57,8 +64,7 @@ def main(argv=None):
     train_loader, test_loader, n_data = session.loaders("instance")
     method = CTCMethod(session.model, make_loader, n_data, args, session.precision, {"instance": train_loader})
     step = session.step(method.trainable_parameters())
-    session.train(util.ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note),
-                  method, step, test_loader)
+    session.train(method, step, test_loader)
 
 
 if __name__ == "__main__":

@@ -21,15 +21,21 @@ def parse_option(argv=None):
     return parser.parse_args(argv)
 
 
+def run_name(args):
+    """The run folder's name under save/model/ (SPEC 2); scripts/run_paper.sh asks for it too."""
+    return util.vanilla_run_name(args.model, args.dataset, args.learning_rate, args.trial, args.note)
+
+
 def main(argv=None):
     args = parse_option(argv)
-    session = TrainingSession(args)
+    session = TrainingSession(args, run_name(args))
+    if session.finished:
+        return
     train_loader, test_loader, _ = session.loaders()
     step = session.step(session.model.parameters())
     method = CrossEntropyMethod(session.trained_model(), train_loader, args.learning_rate, args.weight_decay,
                                 args.epochs, args.min_lr_scale)
-    session.train(util.vanilla_run_name(args.model, args.dataset, args.learning_rate, args.trial, args.note),
-                  method, step, test_loader)
+    session.train(method, step, test_loader)
 
 
 if __name__ == "__main__":

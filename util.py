@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import csv
 import fcntl
+import functools
 import io
 import json
 import math
@@ -45,13 +46,24 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+# Titles of the argument groups whose flags say how a run executes, not what it computes:
+# a resumed run may change them (TrainingRun); every other flag must stay as it started.
+EXECUTION_TITLE = "execution (may change when a run is resumed)"
+SPEED_TITLE = "speed (none of these changes what is computed beyond float noise)"
+
+
 def add_training_arguments(parser, epochs, note):
     """Flags shared by train_vanilla.py and train_ctc.py (SPEC 1 and 5 defaults)."""
     add = parser.add_argument
-    add("--print_freq", type=positive(), default=100, help="print every N steps")
-    add("--save_freq", type=positive(), default=40, help="write ckpt_epoch_E.pth every N epochs")
+    execution = parser.add_argument_group(EXECUTION_TITLE)
+    execution.add_argument("--print_freq", type=positive(), default=100, help="print every N steps")
+    execution.add_argument("--save_freq", type=positive(), default=40, help="write ckpt_epoch_E.pth every N epochs")
+    execution.add_argument("--num_workers", type=int, default=8, help="DataLoader worker processes")
+    execution.add_argument("--data_root", default="./data")
+    execution.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    execution.add_argument("--resume", action="store_true",
+                           help="continue the run from {model}_last.pth in its folder")
     add("--batch_size", type=positive(), default=64)
-    add("--num_workers", type=int, default=8, help="DataLoader worker processes")
     add("--epochs", type=positive(), default=epochs)
     add("--learning_rate", type=positive(float), default=0.05)
     add("--weight_decay", type=float, default=5e-4)
@@ -61,11 +73,8 @@ def add_training_arguments(parser, epochs, note):
     add("--aug", default="vanilla", choices=["vanilla", "none", "mine", "auto"],
         help="vanilla/none: crop+flip; mine: no augmentation; auto: AutoAugment + cutout")
     add("--note", "--notes", dest="note", default=note, help="suffix of the run folder name")
-    add("--data_root", default="./data")
     add("--seed", type=int, default=0)
-    add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    add("--resume", action="store_true", help="continue the run from {model}_last.pth in its folder")
-    speed = parser.add_argument_group("speed (none of these changes what is computed beyond float noise)")
+    speed = parser.add_argument_group(SPEED_TITLE)
     speed.add_argument("--loader", default="auto", choices=["auto", "gpu", "torch"],
                        help="gpu: data set kept on the device, augmented there; auto: gpu on CUDA when it fits")
     speed.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast precision")
@@ -426,9 +435,14 @@ def take_shard(items, shard):
 
 # --------------------------------------------------------------------------- training runs
 
-# Flags that say how a run executes, not what it computes: a resumed run may change them.
-EXECUTION_FLAGS = frozenset({"resume", "print_freq", "save_freq", "num_workers", "data_root", "device", "loader",
-                             "amp", "channels_last", "cuda_graph", "cudnn_benchmark", "tf32"})
+@functools.cache
+def execution_flags():
+    """The options a resumed run may change: those add_training_arguments puts in its
+    execution and speed groups."""
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser, epochs=1, note="")
+    return frozenset(action.dest for group in parser._action_groups if group.title in (EXECUTION_TITLE, SPEED_TITLE)
+                     for action in group._group_actions)
 
 
 class TrainingRun:
@@ -441,8 +455,11 @@ class TrainingRun:
     """
 
     def __init__(self, folder, model_name, args, resume=False, writes=True):
+        """Checks the folder and reads the resume state; nothing is written before `open()`,
+        so a run that fails while loading its data leaves no folder behind."""
         self.folder = Path(folder)
         self.model_name = model_name
+        self.args = args
         self.last_path = self.folder / f"{model_name}_last.pth"
         self.best_path = self.folder / f"{model_name}_best.pth"
         self.metrics_path = self.folder / "metrics.csv"
@@ -453,11 +470,19 @@ class TrainingRun:
         # Under multi-process training only one process writes; the others only need
         # the resume state.
         self.writes = writes
-        if not writes:
+
+    @property
+    def finished(self):
+        """A resumed run that has already trained all its epochs."""
+        return bool(self.resume_state) and self.start_epoch > self.args["epochs"]
+
+    def open(self):
+        """Start writing: the folder, args.json, the metrics so far and TensorBoard."""
+        if not self.writes:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         self.metrics = [row for row in read_csv(self.metrics_path) if int(row["epoch"]) < self.start_epoch]
-        write_json(self.args_path, args)
+        write_json(self.args_path, self.args)
         # Events from the first epoch this attempt runs on belong to an interrupted one (a
         # resumed run's, or, for a fresh start, one killed before it saved anything).
         self.writer = make_writer(tensorboard_folder(self.folder), purge_step=self.start_epoch)
@@ -483,7 +508,7 @@ class TrainingRun:
             return
         started = json.loads(self.args_path.read_text())
         changed = {key: f"--{key} {started[key]} (now {args[key]})" for key in started
-                   if key in args and key not in EXECUTION_FLAGS and json.loads(json.dumps(args[key])) != started[key]}
+                   if key in args and key not in execution_flags() and json.loads(json.dumps(args[key])) != started[key]}
         if changed.keys() - {"epochs"}:
             raise UserError(f"--resume: {self.folder} was started with other settings: {', '.join(changed.values())}; "
                             f"resume with the original flags, or start a new run with another --note/--trial")

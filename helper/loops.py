@@ -207,8 +207,6 @@ def fit(run, method, model, step, test_loader, epochs, save_freq, print_freq):
         best_acc = state["best_acc"]
         util.set_rng_state(state["rng"])
         print(f"==> resuming {run.folder} after epoch {state['epoch']}")
-        if run.start_epoch > epochs:
-            print(f"nothing to do: {run.folder} has finished its {epochs} epochs")
     for epoch in range(run.start_epoch, epochs + 1):
         lr = method.lr(epoch)
         loader = method.begin_epoch(epoch)

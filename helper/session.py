@@ -15,9 +15,10 @@ from models import build_model
 
 
 class TrainingSession:
-    """Built from the parsed options of train_vanilla.py / train_ctc.py (util.add_training_arguments)."""
+    """Built from the parsed options of train_vanilla.py / train_ctc.py (util.add_training_arguments)
+    and the name of the run folder under save/model/ they give."""
 
-    def __init__(self, opts):
+    def __init__(self, opts, run_name):
         self.opts = opts
         self.rank, self.world_size, self.device = init_distributed(opts.device)
         util.set_seed(opts.seed)
@@ -32,6 +33,15 @@ class TrainingSession:
         self.batch_size = opts.batch_size // self.world_size
         num_classes = dataset_info(opts.dataset).num_classes
         self.model = self.precision.prepare_model(build_model(opts.model, num_classes).to(self.device))
+        # Checked before any data is read: a wrong --resume, or a run already finished.
+        self.run = util.TrainingRun(util.model_folder(run_name), opts.model, vars(opts), resume=opts.resume,
+                                    writes=self.is_main)
+        if self.finished:
+            print(f"nothing to do: {self.run.folder} has finished its {opts.epochs} epochs")
+
+    @property
+    def finished(self):
+        return self.run.finished
 
     @property
     def is_main(self):
@@ -60,12 +70,12 @@ class TrainingSession:
         except ValueError as err:
             raise util.UserError(str(err)) from None
 
-    def train(self, run_name, method, step, test_loader):
-        """Train into save/model/<run_name>/ (only the first process writes), then clean up."""
+    def train(self, method, step, test_loader):
+        """Train into the run folder (only the first process writes), then clean up."""
         o = self.opts
-        run = util.TrainingRun(util.model_folder(run_name), o.model, vars(o), resume=o.resume, writes=self.is_main)
-        fit(run, method, self.model, step, test_loader, o.epochs, o.save_freq, o.print_freq)
-        run.close()
+        self.run.open()
+        fit(self.run, method, self.model, step, test_loader, o.epochs, o.save_freq, o.print_freq)
+        self.run.close()
         if self.world_size > 1:
             torch.distributed.destroy_process_group()
 

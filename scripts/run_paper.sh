@@ -38,20 +38,28 @@ step() {  # step NAME COMMAND...: run it, append its output to the step's log, s
   "$@" 2>&1 | tee -a "$LOGS/$name.log"
 }
 
+run_name() {  # run_name SCRIPT ARGS...: the run folder SCRIPT trains into with these arguments
+  "$PYTHON" -c 'import importlib, sys; sys.path.insert(0, sys.argv[1]); script = importlib.import_module(sys.argv[2])
+print(script.run_name(script.parse_option(sys.argv[3:])))' "$HERE" "$@"
+}
+
 resume_flag() {  # --resume when the run folder already holds a resumable checkpoint
   [ -f "save/model/$1/${MODEL}_last.pth" ] && echo --resume || true
 }
 
-VANILLA=${MODEL}_${SOURCE}_lr_0.05_trial_0_vanilla
-CTC="${MODEL}_${SOURCE}_a:0.5_b:1.0_ctc"
+VANILLA_ARGS=(--epochs "$EPOCHS" --dataset "$SOURCE" --model "$MODEL" --weight_decay 0.0005 --momentum 0.9
+  --learning_rate 0.05 --batch_size 64 --save_freq "$SAVE_FREQ" --note vanilla "${TRAIN_EXTRA[@]}")
+CTC_ARGS=(--epochs "$CTC_EPOCHS" --dataset "$SOURCE" --model "$MODEL" --momentum 0.9 --learning_rate 0.05
+  --batch_size 64 --weight_decay 0.0005 --weight_decay_coef 2.0 --stage_two_epoch "$STAGE_TWO" -a 0.5 -b 1.0
+  --instance_t 0.10 --instance_m 0.9 --nce_t 0.10 --nce_m 0.9 --nce_k "$NCE_K" --update_memory_bank
+  --save_freq "$SAVE_FREQ" --note ctc "${TRAIN_EXTRA[@]}")
+# Asked of the training scripts, so that TRAIN_ARGS such as --trial or --note cannot send
+# transfer and MINE to another folder than the one trained.
+VANILLA=$(run_name train_vanilla "${VANILLA_ARGS[@]}")
+CTC=$(run_name train_ctc "${CTC_ARGS[@]}")
 
-step train_vanilla "$PYTHON" "$HERE/train_vanilla.py" --epochs "$EPOCHS" --dataset "$SOURCE" --model "$MODEL" \
-  --weight_decay 0.0005 --momentum 0.9 --learning_rate 0.05 --batch_size 64 --save_freq "$SAVE_FREQ" --note vanilla \
-  $(resume_flag "$VANILLA") "${TRAIN_EXTRA[@]}"
-step train_ctc "$PYTHON" "$HERE/train_ctc.py" --epochs "$CTC_EPOCHS" --dataset "$SOURCE" --model "$MODEL" \
-  --momentum 0.9 --learning_rate 0.05 --batch_size 64 --weight_decay 0.0005 --weight_decay_coef 2.0 \
-  --stage_two_epoch "$STAGE_TWO" -a 0.5 -b 1.0 --instance_t 0.10 --instance_m 0.9 --nce_t 0.10 --nce_m 0.9 \
-  --nce_k "$NCE_K" --update_memory_bank --save_freq "$SAVE_FREQ" --note ctc $(resume_flag "$CTC") "${TRAIN_EXTRA[@]}"
+step train_vanilla "$PYTHON" "$HERE/train_vanilla.py" "${VANILLA_ARGS[@]}" $(resume_flag "$VANILLA")
+step train_ctc "$PYTHON" "$HERE/train_ctc.py" "${CTC_ARGS[@]}" $(resume_flag "$CTC")
 
 for RUN in "$VANILLA" "$CTC"; do
   step "transfer_${RUN}" "$PYTHON" "$HERE/transfer.py" --source_dataset "$SOURCE" --target_dataset "$TARGET" \

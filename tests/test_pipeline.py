@@ -8,7 +8,7 @@ from tests.conftest import ROOT
 
 TINY = {"EPOCHS": "2", "CTC_EPOCHS": "2", "STAGE_TWO": "1", "SAVE_FREQ": "1", "START": "1", "SKIP": "1",
         "PROBE_EPOCHS": "1", "XT_ITERS": "20", "TY_ITERS": "20", "MINE_BATCH": "16", "MINE_HIDDEN": "16",
-        "NCE_K": "8", "TRAIN_ARGS": "--num_workers 0 --batch_size 16", "TRANSFER_ARGS": "--batch 32",
+        "NCE_K": "8", "TRAIN_ARGS": "--num_workers 0 --batch_size 16 --note toy", "TRANSFER_ARGS": "--batch 32",
         "OUT": "figure", "OMP_NUM_THREADS": "1"}
 
 
@@ -30,7 +30,8 @@ def test_run_paper_completes_and_a_rerun_does_no_work(tmp_path):
     first = _run(tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     written = _results(tmp_path)
-    for run in ("resnet8_cifar100_lr_0.05_trial_0_vanilla", "resnet8_cifar100_a:0.5_b:1.0_ctc"):
+    # --note in TRAIN_ARGS renames both run folders: transfer and MINE must follow them there.
+    for run in ("resnet8_cifar100_lr_0.05_trial_0_toy", "resnet8_cifar100_a:0.5_b:1.0_toy"):
         names = {name.split("/")[-1] for name in written if f"/{run}/" in name}
         assert {"ckpt_epoch_1.pth", "ckpt_epoch_2.pth", "transfer_cinic10_train_bn.jsonl", "mine_xt_cifar100.jsonl",
                 "mine_ty_cifar100.jsonl", "mine_xt_cinic10.jsonl", "mine_ty_cinic10.jsonl"} <= names

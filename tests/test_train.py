@@ -1,6 +1,7 @@
 """train_vanilla.py end to end on tiny data in the real CIFAR-100 format."""
 import csv
 import re
+import shutil
 import subprocess
 import sys
 
@@ -118,3 +119,14 @@ def test_a_fresh_start_hides_the_curves_of_an_attempt_killed_before_its_first_sa
     losses = {event.step: event.value for event in events.Scalars("train/loss")}
     rows = list(csv.DictReader(open(cifar_dir / RUN / "metrics.csv")))
     assert losses == pytest.approx({int(row["epoch"]): float(row["train_loss"]) for row in rows})
+
+
+def test_a_finished_run_resumed_again_reads_no_data_and_writes_nothing(cifar_dir, capsys):
+    train_vanilla.main(ARGS)
+    run = cifar_dir / RUN
+    before = {path: path.stat().st_mtime_ns for path in (cifar_dir / "save").rglob("*")}
+    shutil.rmtree(cifar_dir / "data")  # loading it would now fail
+    capsys.readouterr()
+    train_vanilla.main(ARGS + ["--resume"])
+    assert f"nothing to do: {util.model_folder(run.name)} has finished its 2 epochs" in capsys.readouterr().out
+    assert {path: path.stat().st_mtime_ns for path in (cifar_dir / "save").rglob("*")} == before
