@@ -62,12 +62,13 @@ def parse_option(argv=None):
     add("--results", default=None, help="JSON-lines results file (default: in the run folder)")
     add("--force", action="store_true", help="re-estimate checkpoints already in the results file")
     add("--seed", type=int, default=0, help="critic initialisation and batch draws")
-    add("--amp", action="store_true", help="bf16 autocast for features and critic (CUDA only)")
+    add("--amp", action="store_true", help="bf16 autocast for features and critic")
     add("--eval_fraction", type=float, default=0.0,
         help="hold out this fraction of rows and report the bound on them (0: train on all, as the reference)")
     add("--early_stop", action="store_true",
-        help="stop a critic once its smoothed estimate (mean of 500 bounds) has changed by less than 2%% "
-             "over 2000 iterations, at two checks 500 iterations apart")
+        help=f"stop a critic once its smoothed estimate (mean of {mine.AVERAGE_LAST} bounds) has changed by "
+             f"less than {100 * mine.TOLERANCE:g}%% over {mine.TREND_SPAN * mine.AVERAGE_LAST} iterations, at two checks "
+             f"{mine.AVERAGE_LAST} iterations apart")
     add("--batch_ckpts", type=util.positive(), default=4,
         help="checkpoints estimated together in one batched run: 2.5x faster per checkpoint on a GPU than 1, "
              "same numbers (each critic starts and samples as if alone)")
@@ -87,9 +88,6 @@ def parse_option(argv=None):
 def main(argv=None):
     args = parse_option(argv)
     device = util.pick_device(args.device)
-    if args.amp and device.type != "cuda":
-        print(f"--amp: bf16 autocast needs a CUDA device; running in float32 on {device}", flush=True)
-        args.amp = False
     util.check_bf16(device, args.amp)
     configure_backends(device)
     if not 0 <= args.eval_fraction < 1:
@@ -154,7 +152,7 @@ def estimate_checkpoints(args, device):
 
 
 def check_batch_size(args, rows):
-    train_rows = rows - int(round(rows * args.eval_fraction))
+    train_rows = mine.training_row_count(rows, args.eval_fraction)
     if args.batch_size > train_rows:
         raise util.UserError(f"--batch_size {args.batch_size} is larger than the {train_rows} rows of "
                              f"{args.dataset}'s evaluation split available for training the critic; "
@@ -248,7 +246,7 @@ def curve_points(result, points=CURVE_POINTS):
 def calibrate(args, device):
     """Correlated Gaussians of known MI, all estimated in one batched run; prints estimate vs truth."""
     rhos, truths = calibration_problems(args)
-    if args.batch_size > args.calibrate_rows * (1 - args.eval_fraction):
+    if args.batch_size > mine.training_row_count(args.calibrate_rows, args.eval_fraction):
         raise util.UserError(f"--batch_size {args.batch_size} is larger than the training rows of "
                              f"--calibrate_rows {args.calibrate_rows}; lower it or raise --calibrate_rows")
     generator = torch.Generator(device=device).manual_seed(args.seed)

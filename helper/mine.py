@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from helper.features import autocast
+
 MA_RATE = 0.01          # moving-average rate of mean(exp T_marg), as in the reference
 INIT_STD = 0.02         # std of the first three layers' weights, as in the reference
 AVERAGE_LAST = 500      # the estimate is the mean of this many last bounds
@@ -104,6 +106,11 @@ class BatchedCritic(torch.nn.Module):
     def copies(self):
         return self.flat_weights.shape[0]
 
+    def zero_grad(self, set_to_none=True):
+        """Zero the gradients in place: nn.Module's would set them to None and cut them
+        loose from flat_grads, which the optimizer reads."""
+        self.flat_grads.zero_()
+
     def forward(self, a_rows, b_rows):
         """a_rows/b_rows: [B, d] (shared by all copies) or [K, B, d] -> critic values [K, B]."""
         a_rows, b_rows = self._per_copy(a_rows), self._per_copy(b_rows)
@@ -169,7 +176,7 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
     (shared by every copy) or [K, N, d] (one per copy). Rows are drawn without
     replacement, the same rows for every copy in an iteration (each copy still sees
     the reference's sampling, and a shared input is gathered once).
-    amp: bf16 autocast for the critic (CUDA only).
+    amp: bf16 autocast for the critic (on any device, as helper.features.autocast).
     eval_fraction: hold out this fraction of rows; the critic never trains on them, and
     the DV bound on them (fixed joint and shuffled pairs) is evaluated once per window of
     `average_last` iterations (`heldout_curve`) and at the end (`heldout_estimate`).
@@ -178,8 +185,6 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
     reads the curve back once per window, the only host sync inside the loop.
     """
     copies, rows, device = _check_inputs(a, b)
-    if amp and device.type != "cuda":
-        raise ValueError("amp (bf16 autocast) is only supported on CUDA devices")
     generator = torch.Generator(device=device).manual_seed(seed)
     train_rows, heldout_rows = _split_rows(rows, eval_fraction, generator, device)
     heldout = None if heldout_rows is None else HeldOutBound(a, b, heldout_rows, batch_size, amp, generator)
@@ -194,26 +199,26 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
     stopped_at = [iters] * copies
     window = min(average_last, iters)
     heldout_points = []  # (iteration, bound per copy on the device): read back only at the end
-    for iteration in range(iters):
-        a_rows, b_rows = _draw_batches(a, b, train_rows, batch_size, generator)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            critic_out = critic(a_rows, b_rows).float()
-        bound, loss, log_ma_next = _dv_step(critic_out, batch_size, log_ma)
-        ok = torch.isfinite(loss) & active
-        optimizer.zero_grad()
-        with warnings.catch_warnings():
-            # Gradients land in rows of flat_grads on purpose; autograd would prefer them contiguous.
-            warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+    with warnings.catch_warnings():
+        # Gradients land in rows of flat_grads on purpose; autograd would prefer them contiguous.
+        warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+        for iteration in range(iters):
+            a_rows, b_rows = _draw_batches(a, b, train_rows, batch_size, generator)
+            with autocast(device, amp):
+                critic_out = critic(a_rows, b_rows).float()
+            bound, loss, log_ma_next = _dv_step(critic_out, batch_size, log_ma)
+            ok = torch.isfinite(loss) & active
+            optimizer.zero_grad()
             torch.where(ok, loss, 0.0).sum().backward()
-        ok = optimizer.step(ok)
-        log_ma = torch.where(ok, log_ma_next, log_ma)
-        curve[iteration] = torch.where(ok, bound.detach(), float("nan"))
-        done = iteration + 1
-        if heldout is not None and (done % window == 0 or done == iters):
-            heldout_points.append((done, heldout(critic)))
-        if early_stop and done % window == 0 and done < iters:
-            if _stop_flat_copies(curve[:done].cpu(), window, tolerance, active, stopped_at, done):
-                break
+            ok = optimizer.step(ok)
+            log_ma = torch.where(ok, log_ma_next, log_ma)
+            curve[iteration] = torch.where(ok, bound.detach(), float("nan"))
+            done = iteration + 1
+            if heldout is not None and (done % window == 0 or done == iters):
+                heldout_points.append((done, heldout(critic)))
+            if early_stop and done % window == 0 and done < iters:
+                if _stop_flat_copies(curve[:done].cpu(), window, tolerance, active, stopped_at, done):
+                    break
     curve, log_ma = curve.cpu(), log_ma.cpu()
     heldout_points = [(done, values.cpu()) for done, values in heldout_points]
     return [_result(curve[:stopped_at[k], k], stopped_at[k] < iters, log_ma[k],
@@ -233,11 +238,16 @@ def _check_inputs(a, b):
     return copies.pop(), a.shape[-2], a.device
 
 
+def training_row_count(rows, eval_fraction):
+    """How many of `rows` the critic trains on when `eval_fraction` of them are held out."""
+    return rows - int(round(rows * eval_fraction))
+
+
 def _split_rows(rows, eval_fraction, generator, device):
     """(training rows, held-out rows): ids, or (N, None) when nothing is held out (all of 0..N-1 train)."""
     if not 0 <= eval_fraction < 1:
         raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
-    heldout_count = int(round(rows * eval_fraction))
+    heldout_count = rows - training_row_count(rows, eval_fraction)
     if eval_fraction and not 2 <= heldout_count < rows:
         raise ValueError(f"eval_fraction {eval_fraction} of {rows} rows leaves no usable held-out or training set")
     if not heldout_count:
@@ -310,18 +320,22 @@ class HeldOutBound:
         joint, marginal = [], []
         for start in range(0, len(self.rows), self.batch_size):
             index = self.rows[start:start + self.batch_size]
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                joint.append(critic(_take_rows(self.a, index), _take_rows(self.b, index)).float())
+            a_rows = _take_rows(self.a, index)
+            with autocast(a_rows.device, self.amp):
+                joint.append(critic(a_rows, _take_rows(self.b, index)).float())
                 for shuffled in self.shuffled:
-                    b_rows = _take_rows(self.b, shuffled[start:start + self.batch_size])
-                    marginal.append(critic(_take_rows(self.a, index), b_rows).float())
-        joint, marginal = torch.cat(joint, dim=1), torch.cat(marginal, dim=1)
-        count = marginal.shape[1]
-        bound = joint.mean(dim=1) - (torch.logsumexp(marginal, dim=1) - math.log(count))
-        # Standard error by the delta method; exp() is shifted by the max, which the ratio cancels.
-        weights = torch.exp(marginal - marginal.max(dim=1, keepdim=True).values)
-        variance = joint.var(dim=1) / count + weights.var(dim=1) / (count * weights.mean(dim=1) ** 2)
-        return torch.stack((bound, variance.sqrt()), dim=1)
+                    marginal.append(critic(a_rows, _take_rows(self.b, shuffled[start:start + self.batch_size])).float())
+        return dv_bound_and_error(torch.cat(joint, dim=1), torch.cat(marginal, dim=1))
+
+
+def dv_bound_and_error(joint, marginal):
+    """[K, 2]: the DV bound mean(joint) - log mean exp(marginal) of critic values [K, n] and
+    [K, m], and its standard error by the delta method (each term's own sample count)."""
+    bound = joint.mean(dim=1) - (torch.logsumexp(marginal, dim=1) - math.log(marginal.shape[1]))
+    # exp() is shifted by the max, which the ratio var(w) / mean(w)^2 cancels.
+    weights = torch.exp(marginal - marginal.max(dim=1, keepdim=True).values)
+    variance = joint.var(dim=1) / joint.shape[1] + weights.var(dim=1) / (marginal.shape[1] * weights.mean(dim=1) ** 2)
+    return torch.stack((bound, variance.sqrt()), dim=1)
 
 
 def _result(curve, stopped_early, log_ma, heldout_points, window, tolerance):
@@ -394,7 +408,7 @@ def convergence_diagnostics(curve, window=AVERAGE_LAST, tolerance=TOLERANCE):
     else:
         status = "converged"
     window_means = [float(chunk[torch.isfinite(chunk)].mean()) if torch.isfinite(chunk).any() else None
-                    for chunk in torch.split(curve[len(curve) % window:], window)][-4:] if len(curve) else []
+                    for chunk in torch.split(curve[len(curve) % window:], window)][-(TREND_SPAN + 1):] if len(curve) else []
     return {"status": status, "trend": trend["trend"], "rel_change": trend["rel_change"],
             "noise": trend["noise"], "span": trend["span"], "window": window, "window_means": window_means,
             "nonfinite_last_window": nonfinite_last}

@@ -18,13 +18,7 @@ MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
 SMALL = dict(batch_size=256, hidden_size=64, lr=1e-3, average_last=200)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices: a second thread only adds contention on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussians(mi, dim, rows=2000, seed=1):
@@ -192,10 +186,11 @@ def test_nonfinite_rows_skip_steps_and_keep_the_moving_average_finite():
     assert abs(result.estimate - 1.0) < 0.2
 
 
-def test_amp_is_refused_off_cuda_and_bad_shapes_are_named():
+def test_amp_runs_the_critic_in_bf16_on_any_device_and_bad_shapes_are_named():
     x, y = gaussians(1.0, 1, rows=300)
-    with pytest.raises(ValueError, match="CUDA"):
-        mine.estimate_mi(x, y, iters=10, amp=True, **SMALL)
+    full, amp = (mine.estimate_mi(x, y, iters=10, amp=amp, **{**SMALL, "batch_size": 100}) for amp in (False, True))
+    assert torch.isfinite(amp.curve).all() and not torch.equal(amp.curve, full.curve)
+    assert torch.allclose(amp.curve, full.curve, atol=0.05)
     with pytest.raises(ValueError, match="batch size 256 exceeds"):
         mine.estimate_mi(x[:200], y[:200], iters=10, **SMALL)
     with pytest.raises(ValueError, match="disagree"):
@@ -223,6 +218,10 @@ def test_diagnostics_tell_converged_rising_and_diverging_apart():
     drifting = mine.convergence_diagnostics(noisy(np.linspace(1.0, 1.1, 5000)), window=500)
     assert drifting["status"] == "rising" and drifting["span"] == 2000
     assert drifting["rel_change"] == pytest.approx(0.04 / 1.1, abs=0.005)
+    # The row shows the two windows the trend compares, so the change can be read off it.
+    means = drifting["window_means"]
+    assert len(means) == mine.TREND_SPAN + 1
+    assert drifting["rel_change"] == pytest.approx((means[-1] - means[0]) / means[-1], rel=1e-4)
     assert mine.window_trend(noisy(np.linspace(1.0, 1.1, 5000))[-1000:], 500)["trend"] == "flat"
 
 
@@ -255,6 +254,23 @@ def test_heldout_estimate_uses_rows_kept_out_of_training():
     assert result.diagnostics["heldout_gap"] == pytest.approx(result.estimate - result.heldout_estimate)
     plain = mine.estimate_mi(x, y, iters=20, **SMALL)
     assert plain.heldout_estimate is None and plain.heldout_curve == [] and plain.diagnostics["overfitting"] is None
+
+
+def test_the_heldout_bound_and_its_standard_error_by_hand():
+    joint = torch.tensor([[1.0, 2.0, 4.0]])                    # 3 joint pairs
+    marginal = torch.tensor([[0.0, math.log(2.0), 0.0, math.log(3.0), 0.0, 0.0]])  # 6 shuffled pairs
+    bound, error = mine.dv_bound_and_error(joint, marginal)[0].tolist()
+    weights = torch.tensor([1.0, 2.0, 1.0, 3.0, 1.0, 1.0])   # exp(marginal)
+    assert bound == pytest.approx(7 / 3 - math.log(9 / 6))
+    # delta method: var(joint) / 3 + var(w) / (6 mean(w)^2), each term with its own count
+    expected = math.sqrt(float(joint.var()) / 3 + float(weights.var()) / (6 * 1.5 ** 2))
+    assert error == pytest.approx(expected, rel=1e-5)
+
+
+def test_an_overfitting_flag_needs_a_gap_beyond_the_heldout_noise():
+    # A gap above OVERFIT_GAP of the estimate but within NOISE_SIGMAS standard errors is noise.
+    assert mine.heldout_diagnostics(1.0, [(100, 0.8)], heldout_noise=0.1)["overfitting"] is False
+    assert mine.heldout_diagnostics(1.0, [(100, 0.8)], heldout_noise=0.05)["overfitting"] is True
 
 
 def test_a_critic_memorising_a_small_sample_is_flagged_as_overfitting():
