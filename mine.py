@@ -110,10 +110,8 @@ def estimate_checkpoints(args, device):
     args.dataset = util.canonical_dataset(args.dataset)
     dataset_tag = util.dataset_tag(args.dataset)
     results_path = Path(args.results or run_folder / f"mine_{args.mode}_{dataset_tag}.jsonl")
-    settings = {"run": run_folder.name, "model": args.model, "source_dataset": args.source_dataset, "lr": args.lr,
-                "iter_num": args.iter_num, "batch_size": args.batch_size, "hidden_size": args.hidden_size,
-                "seed": args.seed, "amp": args.amp, "eval_fraction": args.eval_fraction, "early_stop": args.early_stop}
-    remaining = util.pending_epochs([epoch for epoch, _ in checkpoints], results_path, settings, args.force,
+    remaining = util.pending_epochs([epoch for epoch, _ in checkpoints], results_path,
+                                    recorded_settings(args, run_folder.name), args.force,
                                     match={"mode": args.mode, "dataset": args.dataset},
                                     predating={"run": run_folder.name})  # rows from before "run": the file's own
     todo = [checkpoint for checkpoint in checkpoints if checkpoint[0] in remaining]
@@ -206,16 +204,28 @@ def describe(result):
     return ", ".join(parts)
 
 
+def critic_settings(args):
+    """What an estimate depends on besides its data: rows made with others do not compare."""
+    return {"lr": args.lr, "iter_num": args.iter_num, "batch_size": args.batch_size, "hidden_size": args.hidden_size,
+            "seed": args.seed, "amp": args.amp, "eval_fraction": args.eval_fraction, "early_stop": args.early_stop}
+
+
+def recorded_settings(args, run):
+    """The settings every row of a results file must share (util.pending_epochs checks them)."""
+    return {"run": run, "model": args.model, "source_dataset": args.source_dataset, **critic_settings(args)}
+
+
+def estimate_row(result, seconds, device):
+    """What one critic's run gives, for a results row."""
+    return {"estimate": result.estimate, "heldout_estimate": result.heldout_estimate,
+            "status": result.diagnostics["status"], "iterations": result.iterations,
+            "seconds": round(seconds, 3), "device": str(device), "diagnostics": result.diagnostics}
+
+
 def result_row(args, epoch, path, result, seconds, group_size, device):
-    return {"epoch": epoch, "checkpoint": Path(path).name, "run": Path(path).parent.name, "mode": args.mode,
-            "dataset": args.dataset,
-            "model": args.model, "source_dataset": args.source_dataset, "estimate": result.estimate,
-            "heldout_estimate": result.heldout_estimate,
-            "status": result.diagnostics["status"], "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,
-            "batch_size": args.batch_size, "hidden_size": args.hidden_size, "seed": args.seed, "amp": args.amp,
-            "eval_fraction": args.eval_fraction, "early_stop": args.early_stop, "batch_ckpts": group_size,
-            "skipped_steps": result.skipped_steps, "device": str(device), "seconds": round(seconds, 3),
-            "heldout_curve": result.heldout_curve, "diagnostics": result.diagnostics}
+    return {**recorded_settings(args, Path(path).parent.name), **estimate_row(result, seconds, device),
+            "epoch": epoch, "checkpoint": Path(path).name, "mode": args.mode, "dataset": args.dataset,
+            "batch_ckpts": group_size, "skipped_steps": result.skipped_steps, "heldout_curve": result.heldout_curve}
 
 
 def write_tensorboard(writer, tag, epoch, result):
@@ -279,13 +289,9 @@ def calibrate(args, device):
 
 
 def calibration_row(args, rho, truth, result, marks, at_marks, seconds, device):
-    return {"mode": "calibrate", "problem": "gaussian", "dim": args.dim, "rho": rho, "true_mi": truth,
-            "estimate": result.estimate, "estimate_at": dict(zip(map(str, marks), at_marks)),
-            "heldout_estimate": result.heldout_estimate,
-            "status": result.diagnostics["status"], "iterations": result.iterations, "iter_num": args.iter_num, "lr": args.lr,
-            "batch_size": args.batch_size, "hidden_size": args.hidden_size, "rows": args.calibrate_rows,
-            "seed": args.seed, "amp": args.amp, "eval_fraction": args.eval_fraction,
-            "seconds": round(seconds, 3), "device": str(device), "diagnostics": result.diagnostics}
+    return {**critic_settings(args), **estimate_row(result, seconds, device),
+            "mode": "calibrate", "problem": "gaussian", "dim": args.dim, "rho": rho, "true_mi": truth,
+            "rows": args.calibrate_rows, "estimate_at": dict(zip(map(str, marks), at_marks))}
 
 
 def calibration_problems(args):

@@ -99,12 +99,9 @@ def main(argv=None):
 
         result = run_probe(model.to(device), target, args.protocol, settings, args.seed, on_epoch=report,
                            amp=args.amp)
-        row = {"epoch": epoch, "checkpoint": path.name, "run": run_folder.name, "protocol": args.protocol,
-               "model": args.model, "source_dataset": args.source_dataset, "target_dataset": args.target_dataset,
+        row = {**recorded, **probe, "epoch": epoch, "checkpoint": path.name, "momentum": settings.momentum,
                "best_acc": result.best_acc, "final_acc": result.final_acc, "acc_per_epoch": result.acc_per_epoch,
-               "lr": args.lr, "wd": args.wd, "momentum": settings.momentum, "batch": args.batch,
-               "epochs": args.epoch, "seed": args.seed, "amp": args.amp, "device": str(device),
-               "seconds": round(time.time() - started, 3)}
+               "device": str(device), "seconds": round(time.time() - started, 3)}
         util.store_result(results_path, row, keys=(*probe, "epoch"))
         writer.add_scalar(scalar_tag, result.best_acc, epoch)
         writer.flush()
