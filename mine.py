@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import util
-from dataset import dataset_info, load_arrays
+from dataset import canonical_name, dataset_info, load_arrays
 from helper import mine
 from helper.features import extract_features, normalised_images
 from helper.steps import configure_backends
@@ -107,7 +107,7 @@ def estimate_checkpoints(args, device):
     checkpoints = util.find_checkpoints(run_folder, args.start_epoch, args.skip)
     if args.shard:
         checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
-    args.dataset = util.canonical_dataset(args.dataset)
+    args.dataset, args.source_dataset = map(canonical_name, (args.dataset, args.source_dataset))
     dataset_tag = util.dataset_tag(args.dataset)
     results_path = Path(args.results or run_folder / f"mine_{args.mode}_{dataset_tag}.jsonl")
     remaining = util.pending_epochs([epoch for epoch, _ in checkpoints], results_path,

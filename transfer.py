@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import util
-from dataset import dataset_info
+from dataset import canonical_name, dataset_info
 from helper.steps import configure_backends
 from helper.transfer import PROTOCOLS, ProbeSettings, load_target, run_probe
 from models import build_model
@@ -60,7 +60,7 @@ def main(argv=None):
                    in enumerate(util.find_checkpoints(run_folder, args.start_epoch, args.skip), 1)]
     if args.shard:
         checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
-    args.target_dataset = util.canonical_dataset(args.target_dataset)
+    args.source_dataset, args.target_dataset = map(canonical_name, (args.source_dataset, args.target_dataset))
     target_tag = util.dataset_tag(args.target_dataset)
     # --amp rows get their own default file, so float32 and bf16 results of a run live side by side.
     probe_name = f"{target_tag}_{args.protocol}" + ("_amp" if args.amp else "")

@@ -210,21 +210,13 @@ def ctc_run_name(model, dataset, alpha, beta, note):
     return f"{model}_{dataset_tag(dataset)}_a:{alpha}_b:{beta}_{note}"
 
 
-def check_bf16(device, wanted=True):
+def check_bf16(device, wanted):
     """One clear line instead of a silent float32 run: CUDA autocast falls back to float32
     with only a warning on GPUs without bf16 (before Ampere), and results would say bf16."""
     device = torch.device(device)
     if wanted and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"bf16 was asked for, but {torch.cuda.get_device_name(device)} has no bf16 support; "
                         f"run without --amp (or, for training, with --amp fp16)")
-
-
-def canonical_dataset(dataset):
-    """The name results rows store: 'folder:<path>' with the path made absolute, so that
-    'folder:imgs', 'folder:./imgs/' and 'folder:/data/imgs' are one target."""
-    if dataset.startswith("folder:") and dataset[len("folder:"):]:
-        return "folder:" + str(Path(dataset[len("folder:"):]).expanduser().resolve())
-    return dataset
 
 
 def dataset_tag(dataset):
@@ -366,22 +358,24 @@ def locked(path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _update_results(path, update):
+    """Rewrite a results file as `update(rows)`, atomically and under the file's lock."""
+    with locked(path):
+        rows = update(read_results(path))
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
 def store_result(path, row, keys=("epoch",)):
     """Put `row` into a results file, replacing an older row with the same `keys` (a forced
-    rerun); rows stay sorted by those keys, and the file is rewritten atomically under a lock."""
-    def key(r):
-        return tuple(str(r.get(k)) if not isinstance(r.get(k), (int, float)) else r.get(k) for k in keys)
-    with locked(path):
-        rows = [r for r in read_results(path) if key(r) != key(row)] + [row]
-        rows.sort(key=key)
-        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    rerun); rows stay sorted by those keys."""
+    def key(r):  # numbers sort as numbers, anything else (or a missing key) as text
+        return tuple((0, r[k], "") if isinstance(r.get(k), (int, float)) else (1, 0, str(r.get(k))) for k in keys)
+    _update_results(path, lambda rows: sorted([r for r in rows if key(r) != key(row)] + [row], key=key))
 
 
 def append_result(path, row):
-    """Add one row (no key replaced), atomically and under the file's lock."""
-    with locked(path):
-        rows = read_results(path) + [row]
-        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    """Add one row (no key replaced)."""
+    _update_results(path, lambda rows: rows + [row])
 
 
 # --------------------------------------------------------------------------- checkpoints

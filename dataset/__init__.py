@@ -29,7 +29,7 @@ FOLDER_PREFIX = "folder:"
 LOADERS = ("torch", "gpu", "auto")
 GPU_MEMORY_SHARE = 0.25  # loader='auto' keeps the data on the GPU only if it takes less than this of free memory
 
-__all__ = ["DatasetInfo", "dataset_info", "load_arrays", "build_dataset", "build_loaders",
+__all__ = ["DatasetInfo", "canonical_name", "dataset_info", "load_arrays", "build_dataset", "build_loaders",
            "DeviceLoader", "ContrastSampler", "AUGMENTATIONS", "VARIANTS", "CONTRAST_MODES", "LOADERS"]
 
 
@@ -137,6 +137,14 @@ def _source(name):
     if name not in SOURCES:
         raise UserError(f"unknown data set '{name}': use one of {', '.join(SOURCES)} or folder:<path>")
     return SOURCES[name]
+
+
+def canonical_name(name):
+    """The name results rows store: 'folder:<path>' with the path made absolute, so that
+    'folder:imgs', 'folder:./imgs/' and 'folder:/data/imgs' are one data set."""
+    if name.startswith(FOLDER_PREFIX) and name[len(FOLDER_PREFIX):]:
+        return FOLDER_PREFIX + str(_folder_path(name).resolve())
+    return name
 
 
 def _folder_path(name):

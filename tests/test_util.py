@@ -126,3 +126,16 @@ def test_bf16_on_a_gpu_without_it_is_one_clear_error(monkeypatch):
     util.check_bf16("cpu", True)     # CPU autocast does bf16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     util.check_bf16("cuda", True)
+
+
+def test_store_result_replaces_by_key_and_sorts_numbers_as_numbers(tmp_path):
+    path = tmp_path / "results.jsonl"
+    keys = ("target_dataset", "epoch")
+    for target, epoch, value in (("cinic10", 10, 1), ("cinic10", 2, 2), ("cifar10", 4, 3), ("cinic10", 10, 4)):
+        util.store_result(path, {"target_dataset": target, "epoch": epoch, "value": value}, keys=keys)
+    util.store_result(path, {"epoch": 6, "value": 5}, keys=keys)  # a row from before the key existed
+    rows = util.read_results(path)
+    assert [(r.get("target_dataset"), r["epoch"], r["value"]) for r in rows] == [
+        (None, 6, 5), ("cifar10", 4, 3), ("cinic10", 2, 2), ("cinic10", 10, 4)]  # a missing key sorts as "None"
+    util.append_result(path, {"epoch": 2, "value": 6})
+    assert [r["value"] for r in util.read_results(path)] == [5, 3, 2, 4, 6]
