@@ -29,7 +29,9 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         os.chdir(workdir)
         write_cifar100("data", args.n_train + 17, 1000)
-        print(f"| script | variant | epoch | lr | train loss | train top-1 | test top-1 | s/epoch |\n|---|---|---|---|---|---|---|---|")
+        # The table goes to stderr, apart from the training logs on stdout.
+        print("| script | variant | epoch | lr | train loss | train top-1 | test top-1 | s/epoch |\n"
+              "|---|---|---|---|---|---|---|---|", file=sys.stderr, flush=True)
         for variant, flags in (("eager", []), ("cuda_graph", ["--cuda_graph"])):
             train_vanilla.main(common + ["--epochs", "3", "--note", variant] + flags)
             train_ctc.main(common + ["--epochs", "3", "--stage_two_epoch", "2", "--update_memory_bank",
