@@ -85,6 +85,9 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(data_dir, mo
     assert "loss became non-finite at epoch 2, step" in line and "resnet8_last.pth" in line
     assert (data_dir / RUN / "resnet8_last.pth").read_bytes() == before
     assert not (data_dir / RUN / "ckpt_epoch_2.pth").exists()
+    # The same in a fresh run's first epoch: nothing to keep, and the line says so.
+    line = one_line_error(in_process(train_vanilla.main, TRAIN + ["--note", "nan_first"], capsys))
+    assert "loss became non-finite at epoch 1, step" in line and "no checkpoint had been written yet" in line
 
 
 @pytest.mark.parametrize("flags, message", [

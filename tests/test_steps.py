@@ -120,6 +120,11 @@ def _epoch_meters_of_rank(rank, port, results):
         logits = torch.nn.functional.one_hot(target, 10).float() * (1 if rank == 0 else -1)  # right, wrong
         meters.update(0, StepOutput(torch.tensor(rank + 1.0), logits), target)
         averages = (meters.averages(), meters.averages(across_processes=True))
+        # train_epoch, which fit() calls, reports the same whole-epoch averages
+        from helper.loops import train_epoch
+        epoch_averages = train_epoch(1, [(torch.zeros(len(target), 1), target)], torch.nn.Identity(),
+                                     lambda batch: StepOutput(torch.tensor(rank + 1.0), logits), Precision("cpu"))
+        assert epoch_averages == averages[1]
         # Only rank 1 sees a non-finite loss (at its step 3): both ranks must stop, naming that step.
         diverged = EpochMeters("cpu")
         for step in range(4):
@@ -145,6 +150,19 @@ def test_train_epoch_averages_and_divergence_cover_every_process():
     assert (local0["loss"], local0["top1"]) == (1.0, 100.0) and (local1["loss"], local1["top1"]) == (2.0, 0.0)
     for whole in (whole0, whole1):
         assert whole["loss"] == pytest.approx((2 * 1 + 3 * 2) / 5) and whole["top1"] == pytest.approx(40.0)
+
+
+def test_a_resumed_fp16_run_continues_from_the_saved_loss_scale(cifar_dir):
+    args = BASE + ["--amp", "fp16", "--note", "fp16"]
+    train_vanilla.main(args)
+    last = cifar_dir / "save/model/resnet8_cifar100_lr_0.05_trial_0_fp16/resnet8_last.pth"
+    state = util.load_checkpoint(last)
+    state["step"]["scaler"].update(scale=512.0, _growth_tracker=1000)  # as if after many steps and a backoff
+    util.atomic_save(state, last)
+    train_vanilla.main(args[:1] + ["2"] + args[2:] + ["--resume"])
+    scaler = util.load_checkpoint(last)["step"]["scaler"]
+    # 3 more steps of 32 images, none overflowing: the scale stays, the growth count goes on
+    assert (scaler["scale"], scaler["_growth_tracker"]) == (512.0, 1003)
 
 
 def test_fp16_loss_scale_is_part_of_the_resumable_state():
