@@ -103,20 +103,14 @@ def main(argv=None):
 # --------------------------------------------------------------------------- checkpoints
 
 def estimate_checkpoints(args, device):
-    run_folder = util.resolve_run_folder(args.ckpt_path)
-    checkpoints = util.find_checkpoints(run_folder, args.start_epoch, args.skip)
-    if args.shard:
-        checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
+    run_folder, checkpoints = util.selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
     args.dataset, args.source_dataset = map(canonical_name, (args.dataset, args.source_dataset))
     dataset_tag = util.dataset_tag(args.dataset)
     results_path = Path(args.results or run_folder / f"mine_{args.mode}_{dataset_tag}.jsonl")
-    remaining = util.pending_epochs([epoch for epoch, _ in checkpoints], results_path,
-                                    recorded_settings(args, run_folder.name), args.force,
-                                    match={"mode": args.mode, "dataset": args.dataset},
-                                    predating={"run": run_folder.name})  # rows from before "run": the file's own
-    todo = [checkpoint for checkpoint in checkpoints if checkpoint[0] in remaining]
+    todo = util.checkpoints_to_do(checkpoints, results_path, recorded_settings(args, run_folder.name), args.force,
+                                  match={"mode": args.mode, "dataset": args.dataset},
+                                  predating={"run": run_folder.name})  # rows from before "run": the file's own
     if not todo:
-        print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
         return
 
     info = dataset_info(args.dataset)
@@ -132,7 +126,7 @@ def estimate_checkpoints(args, device):
     failed = []
     for group_start in range(0, len(todo), args.batch_ckpts):
         group = []
-        for epoch, path in todo[group_start:group_start + args.batch_ckpts]:
+        for _, epoch, path in todo[group_start:group_start + args.batch_ckpts]:
             started = time.time()
             try:
                 features = checkpoint_features(args, path, source_classes, images, info, device)
@@ -211,7 +205,7 @@ def critic_settings(args):
 
 
 def recorded_settings(args, run):
-    """The settings every row of a results file must share (util.pending_epochs checks them)."""
+    """The settings every row of a results file must share (util.checkpoints_to_do checks them)."""
     return {"run": run, "model": args.model, "source_dataset": args.source_dataset, **critic_settings(args)}
 
 

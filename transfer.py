@@ -55,11 +55,7 @@ def main(argv=None):
     device = util.pick_device(args.device)
     util.check_bf16(device, args.amp)
     configure_backends(device)
-    run_folder = util.resolve_run_folder(args.ckpt_path)
-    checkpoints = [(j, epoch, path) for j, (epoch, path)
-                   in enumerate(util.find_checkpoints(run_folder, args.start_epoch, args.skip), 1)]
-    if args.shard:
-        checkpoints = util.take_shard(checkpoints, util.parse_shard(args.shard))
+    run_folder, checkpoints = util.selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
     args.source_dataset, args.target_dataset = map(canonical_name, (args.source_dataset, args.target_dataset))
     target_tag = util.dataset_tag(args.target_dataset)
     # --amp rows get their own default file, so float32 and bf16 results of a run live side by side.
@@ -71,11 +67,9 @@ def main(argv=None):
     recorded = {"run": run_folder.name, "model": args.model, "source_dataset": args.source_dataset, "lr": args.lr,
                 "wd": args.wd, "batch": args.batch, "epochs": args.epoch, "seed": args.seed, "amp": args.amp}
     # Rows written before --amp existed were float32; before "run" existed, of the file's own run.
-    remaining = util.pending_epochs([epoch for _, epoch, _ in checkpoints], results_path, recorded, args.force,
-                                    match=probe, predating={"amp": False, "run": run_folder.name})
-    todo = [checkpoint for checkpoint in checkpoints if checkpoint[1] in remaining]
+    todo = util.checkpoints_to_do(checkpoints, results_path, recorded, args.force, match=probe,
+                                  predating={"amp": False, "run": run_folder.name})
     if not todo:
-        print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
         return
 
     source_classes = dataset_info(args.source_dataset).num_classes

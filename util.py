@@ -322,15 +322,25 @@ def read_results(path):
     return rows
 
 
-def pending_epochs(epochs, results_path, settings, force=False, match=None, predating=None):
-    """The `epochs` not yet in a results file (rows selected by `match`, e.g. mode and data
-    set), announcing the ones skipped. Rows made with other `settings` are refused unless
-    `force`: skipping them would silently mix numbers of different settings in one file.
+def selected_checkpoints(ckpt_path, start_epoch, skip, shard=None):
+    """(run folder, [(j, epoch, path)]): the checkpoints transfer.py and mine.py evaluate,
+    j numbering all of them from 1 (so every shard prints the same j), then the share of
+    `shard` ('i/n') if given."""
+    run_folder = resolve_run_folder(ckpt_path)
+    checkpoints = [(j, epoch, path) for j, (epoch, path) in enumerate(find_checkpoints(run_folder, start_epoch, skip), 1)]
+    return run_folder, take_shard(checkpoints, parse_shard(shard)) if shard else checkpoints
+
+
+def checkpoints_to_do(checkpoints, results_path, settings, force=False, match=None, predating=None):
+    """The (j, epoch, path) `checkpoints` whose epoch is not yet in the results file (rows
+    selected by `match`, e.g. mode and data set), announcing the ones skipped, or that
+    there is nothing to do. Rows made with other `settings` are refused unless `force`:
+    skipping them would silently mix numbers of different settings in one file.
     `predating` maps a setting added later to the value rows written before it existed had."""
     match, predating = match or {}, predating or {}
     rows = [row for row in read_results(results_path) if all(row.get(k) == v for k, v in match.items())]
     if force:
-        return list(epochs)
+        return list(checkpoints)
     for row in rows:
         row = {**predating, **row}
         differing = [f"{key} {row.get(key)} (now {value})" for key, value in settings.items() if row.get(key) != value]
@@ -338,10 +348,13 @@ def pending_epochs(epochs, results_path, settings, force=False, match=None, pred
             raise UserError(f"{results_path} holds a row for epoch {row.get('epoch')} made with other settings: "
                             f"{', '.join(differing)}; pass --force to replace its rows, or --results for a new file")
     done = {row.get("epoch") for row in rows}
-    skipped = [epoch for epoch in epochs if epoch in done]
-    if skipped:
+    todo = [checkpoint for checkpoint in checkpoints if checkpoint[1] not in done]
+    if not todo:
+        print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
+    elif len(todo) < len(checkpoints):
+        skipped = [epoch for _, epoch, _ in checkpoints if epoch in done]
         print(f"skipping epoch(s) {', '.join(map(str, skipped))}: already in {results_path} (--force to redo)")
-    return [epoch for epoch in epochs if epoch not in done]
+    return todo
 
 
 @contextlib.contextmanager
