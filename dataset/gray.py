@@ -20,9 +20,10 @@ IDX_MAGIC = {"images": 2051, "labels": 2049}
 class GrayIdxDataset:
     """One idx-format data set: `load(root, split)` -> (uint8 [N, 32, 32, 3], int64 [N])."""
 
-    def __init__(self, name, num_classes, folder, prefixes, torchvision_class):
+    def __init__(self, name, num_classes, folder, prefixes, download):
+        """download: the torchvision call that fetches it, for the message when it is missing."""
         self.INFO = DatasetInfo(name, num_classes, CIFAR100_MEAN, CIFAR100_STD)
-        self.folder, self.prefixes, self.torchvision_class = folder, prefixes, torchvision_class
+        self.folder, self.prefixes, self.download = folder, prefixes, download
 
     def load(self, root, split):
         raw = Path(root) / self.folder / "raw"
@@ -39,10 +40,9 @@ class GrayIdxDataset:
         for candidate in (raw / name, raw / f"{name}.gz"):
             if candidate.is_file():
                 return candidate
-        split = "split='balanced', " if self.torchvision_class == "EMNIST" else ""
+        call = self.download.format(root=raw.parent.parent)
         raise UserError(f"{self.INFO.name} not found: no {raw / name}[.gz]; get it with python -c \"import "
-                        f"torchvision; torchvision.datasets.{self.torchvision_class}('{raw.parent.parent}', "
-                        f"{split}download=True)\"")
+                        f"torchvision; torchvision.datasets.{call}\"")
 
 
 def read_idx(path, kind):
@@ -64,7 +64,7 @@ def read_idx(path, kind):
     return body.reshape(shape)
 
 
-fashion_mnist = GrayIdxDataset("fashion-mnist", 10, "FashionMNIST",
-                               {"train": "train", "test": "t10k"}, "FashionMNIST")
-emnist = GrayIdxDataset("emnist", 47, "EMNIST",
-                        {"train": "emnist-balanced-train", "test": "emnist-balanced-test"}, "EMNIST")
+fashion_mnist = GrayIdxDataset("fashion-mnist", 10, "FashionMNIST", {"train": "train", "test": "t10k"},
+                               "FashionMNIST('{root}', download=True)")
+emnist = GrayIdxDataset("emnist", 47, "EMNIST", {"train": "emnist-balanced-train", "test": "emnist-balanced-test"},
+                        "EMNIST('{root}', split='balanced', download=True)")

@@ -33,6 +33,8 @@ def test_idx_files_load_as_32x32_rgb_with_their_labels(tmp_path, name, folder, p
 def test_missing_and_truncated_files_are_named(tmp_path):
     with pytest.raises(util.UserError, match="FashionMNIST/raw/train-images-idx3-ubyte.*torchvision.datasets.FashionMNIST"):
         load_arrays("fashion-mnist", tmp_path, "train")
+    with pytest.raises(util.UserError, match=r"EMNIST\('.*', split='balanced', download=True\)"):
+        load_arrays("emnist", tmp_path, "train")
     write_idx_gray(tmp_path, "FashionMNIST", FASHION, 10, gz=False)
     path = tmp_path / "FashionMNIST/raw/train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-100])
