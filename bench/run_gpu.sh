@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 logs=${1:-save/bench_logs}
 mkdir -p "$logs"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$logs/device.txt"
-python -c "import torch; print('torch', torch.__version__)" | tee -a "$logs/device.txt"
+python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$logs/device.txt"
 
 step() {  # step NAME SECONDS COMMAND...: run COMMAND, log to NAME.log, report its exit status
     local name=$1 limit=$2
@@ -19,13 +19,15 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND, log to NAME.log, report i
 }
 
 # Transfer at the paper's size: the three protocols, the parts of adabn and frozen, fp32 and bf16.
-step transfer_speed 190 python bench/transfer_speed.py --model resnext32_16x4d --train 90000 --test 90000 \
+step transfer_speed 190 python3 bench/transfer_speed.py --model resnext32_16x4d --train 90000 --test 90000 \
     --epochs 30 --train_bn_epochs 1 --reference_batches 3 --amp --device cuda
 # MINE: one checkpoint and four batched, fp32 and bf16, CIFAR-100 I(X;T) shapes; then where a
 # lone checkpoint's iteration spends its time: host dispatch or a synchronisation (BENCHMARKS.md).
-step mine_speed 120 python bench/mine_speed.py --amp --profile
+step mine_speed 120 python3 bench/mine_speed.py --amp --profile
 # I(T;Y) shapes: a small first layer, so even four batched critics may be bound by dispatch.
-step mine_speed_ty 60 python bench/mine_speed.py --size ty --batch_ckpts 8
+step mine_speed_ty 60 python3 bench/mine_speed.py --size ty --batch_ckpts 8
 # MINE at the reference's full size on Gaussians of known MI.
-step mine_calibration 180 python mine.py --calibrate gaussian --dim 100 --true_mi 0.5 1 2 4 \
+step mine_calibration 150 python3 mine.py --calibrate gaussian --dim 100 --true_mi 0.5 1 2 4 \
     --hidden_size 1024 --batch_size 5000 --iter_num 1e+4 --lr 8e-5 --device cuda
+# The tests that only run where CUDA is (the device-resident loader).
+step cuda_tests 40 python3 -m pytest -q -p no:cacheprovider -k cuda tests/

@@ -119,7 +119,10 @@ def reference_style_seconds(args, target, device):
             if number > 0:  # the first batch also pays for starting the workers
                 timed += time.perf_counter() - started
                 count += len(y)
-        seconds_per_image[name] = timed / max(count, 1)
+        if count == 0:
+            raise SystemExit(f"reference-style timing needs at least 2 {name} batches of {args.batch}: "
+                             f"raise --{name} or lower --batch")
+        seconds_per_image[name] = timed / count
     return args.epochs * (args.train * seconds_per_image["train"] + args.test * seconds_per_image["test"])
 
 
