@@ -11,9 +11,9 @@ network, only the Linear updated -- is timed for --reference_batches batches of 
 split and extrapolated to the full per-checkpoint work, since at the paper's size it
 takes ~19 minutes. Ratios are against that estimate and against train_bn, all measured
 in this process. A second table splits the cached-feature probes into their parts (the
-BatchNorm pass of adabn, feature extraction, the linear fit) and times feature extraction
-against the same work without BatchNorm folding, and the linear fit written out against
-the same fit through autograd and torch.optim.
+BatchNorm pass of adabn, feature extraction, the linear fit) and times the linear fit
+written out against the same fit through autograd and torch.optim. BatchNorm folding in
+feature extraction has its own bench, bench/feature_speed.py.
 """
 import argparse
 import contextlib
@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import util  # noqa: E402
 from dataset.arrays import ArrayDataset, make_transform  # noqa: E402
-from dataset.gpu import Normalise  # noqa: E402
-from helper.features import DEFAULT_BATCH, amp_memory_format, autocast, extract_features  # noqa: E402
+from helper.features import extract_features  # noqa: E402
 from helper.steps import configure_backends  # noqa: E402
 from helper.transfer import (PROTOCOLS, ProbeSettings, TargetData, adapt_batchnorm, new_classifier,  # noqa: E402
                              run_probe, train_linear_on_features, train_linear_plain)
@@ -143,8 +142,8 @@ class Stopwatch(dict):
 
 
 def part_seconds(args, target, device, amp):
-    """The parts of a cached-feature probe in adabn's order, feature extraction timed against
-    the model's own forward pass; returns ({part: seconds}, (train features, test features))."""
+    """The parts of a cached-feature probe in adabn's order; returns ({part: seconds}, (train
+    features, test features))."""
     model = build_model(args.model, args.source_classes).to(device)
     timed = Stopwatch(device)
     with timed("BatchNorm pass (adabn only)"):
@@ -153,8 +152,6 @@ def part_seconds(args, target, device, amp):
     with timed("features, train + test"):
         features = [extract_features(model, images, target.mean, target.std, device, amp=amp)
                     for images in (target.train_images, target.test_images)]
-    with timed("the same, BatchNorm not folded"):
-        unfolded_features(model, target, device, amp)
     return timed, features
 
 
@@ -169,17 +166,6 @@ def fit_seconds(args, target, device, features):
             fit(classifier, features[0], target.train_labels, features[1], target.test_labels, settings,
                 torch.Generator(device).manual_seed(0))
     return timed
-
-
-@torch.no_grad()
-def unfolded_features(model, target, device, amp):
-    """extract_features' work through the model's own forward pass (the baseline of folding)."""
-    normalise = Normalise(target.mean, target.std, device)
-    for images in (target.train_images, target.test_images):
-        nchw = images.permute(0, 3, 1, 2)
-        for start in range(0, len(nchw), DEFAULT_BATCH):
-            with autocast(device, amp):
-                model(amp_memory_format(normalise(nchw[start:start + DEFAULT_BATCH]), amp), is_feat=True)
 
 
 def main():
@@ -204,16 +190,13 @@ def main():
     for amp in precisions:
         parts, features = part_seconds(args, target, device, amp)
         if not amp:  # the fit reads float32 features either way
-            parts.update(fit_seconds(args, target, device, features))
+            fits = fit_seconds(args, target, device, features)
+            parts.update(fits)
         print(f"\n{'part of a cached-feature probe' + (' (amp)' if amp else ''):<40}{'seconds':>10}")
         for part, part_time in parts.items():
             print(f"{part:<40}{part_time:>10.3f}")
-        for faster, baseline, said in (("features, train + test", "the same, BatchNorm not folded",
-                                         "features with BatchNorm folded: {:.2f}x the model's own forward pass"),
-                                        ("linear fit, written out", "linear fit, autograd + torch.optim",
-                                         "linear fit written out: {:.2f}x autograd + torch.optim")):
-            if faster in parts:
-                print(said.format(parts[baseline] / parts[faster]))
+    plain, written_out = fits.values()
+    print(f"linear fit written out: {plain / written_out:.2f}x autograd + torch.optim")
 
 
 def probe_name(protocol, amp):

@@ -421,3 +421,15 @@ def test_the_feature_extractor_folds_batchnorm_and_gives_the_models_own_features
         assert torch.allclose(extractor(images), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
     assert not model.training
     assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+
+
+def test_the_feature_extractor_folds_only_on_a_cpu_unless_told():
+    """Folding paid on a CPU but not on an H200 (bench/feature_speed.py): off the CPU the
+    extractor runs the model's own layers; `fold` overrides the default."""
+    from helper.features import feature_extractor
+    batchnorms = lambda module: sum(isinstance(m, nn.BatchNorm2d) for m in module.modules())  # noqa: E731
+    model = build_model("resnet8", 10)
+    assert batchnorms(feature_extractor(model)) == 0
+    assert batchnorms(feature_extractor(model, fold=False)) == batchnorms(model) > 0
+    elsewhere = build_model("resnet8", 10).to("meta")  # a device other than the CPU, which this machine has
+    assert feature_extractor(elsewhere).model is elsewhere
