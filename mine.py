@@ -71,7 +71,7 @@ def parse_option(argv=None):
              f"{mine.AVERAGE_LAST} iterations apart")
     add("--batch_ckpts", type=util.positive(), default=4,
         help="checkpoints estimated together in one batched run: on an H200 1.4x faster per checkpoint than 1 "
-             "(3.7x with --amp; use 8 for --mode ty), same numbers (each critic starts and samples as if alone)")
+             "(3.7x with --amp; 8 at --mode ty: 2.6x), same numbers (each critic starts and samples as if alone)")
     add("--calibrate", choices=("gaussian",), default=None,
         help="estimate correlated Gaussians of known MI instead of checkpoints")
     add("--dim", type=util.positive(), default=1, help="--calibrate: dimension of X and of Y")
