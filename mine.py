@@ -38,6 +38,9 @@ from models import build_model
 # The README's settings, used when --lr / --iter_num are not given.
 DEFAULT_LR = {"xt": 8e-5, "ty": 1e-5}
 DEFAULT_ITERS = {"xt": 10000, "ty": 20000}
+# Checkpoints per batched run. I(T;Y)'s critic has a small first layer, so fewer critics
+# leave the GPU waiting on Python's dispatch; 8 measured 2.6x faster than 1 (BENCHMARKS.md).
+DEFAULT_BATCH_CKPTS = {"xt": 4, "ty": 8}
 NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
 CURVE_POINTS = 1000  # per-iteration curves are averaged down to at most this many TensorBoard points
 
@@ -69,9 +72,10 @@ def parse_option(argv=None):
         help=f"stop a critic once its smoothed estimate (mean of {mine.AVERAGE_LAST} bounds) has changed by "
              f"less than {100 * mine.TOLERANCE:g}%% over {mine.TREND_SPAN * mine.AVERAGE_LAST} iterations, at two checks "
              f"{mine.AVERAGE_LAST} iterations apart")
-    add("--batch_ckpts", type=util.positive(), default=4,
-        help="checkpoints estimated together in one batched run: on an H200 1.4x faster per checkpoint than 1 "
-             "(3.7x with --amp; 8 at --mode ty: 2.6x), same numbers (each critic starts and samples as if alone)")
+    add("--batch_ckpts", type=util.positive(), default=None,
+        help="checkpoints estimated together in one batched run (default 4 for xt, 8 for ty): on an H200 "
+             "1.4x faster per checkpoint than 1 for xt (3.7x with --amp) and 2.6x for ty, same numbers (each "
+             "critic starts and samples as if alone)")
     add("--calibrate", choices=("gaussian",), default=None,
         help="estimate correlated Gaussians of known MI instead of checkpoints")
     add("--dim", type=util.positive(), default=1, help="--calibrate: dimension of X and of Y")
@@ -82,6 +86,7 @@ def parse_option(argv=None):
     args = parser.parse_args(argv)
     args.lr = args.lr or DEFAULT_LR[args.mode]
     args.iter_num = args.iter_num or DEFAULT_ITERS[args.mode]
+    args.batch_ckpts = args.batch_ckpts or DEFAULT_BATCH_CKPTS[args.mode]
     return args
 
 

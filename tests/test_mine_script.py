@@ -80,7 +80,7 @@ def test_the_readme_commands_parse_with_the_reference_settings():
     assert (ty.lr, ty.iter_num, ty.source_dataset) == (1e-5, 20000, "cifar100")
     assert not (xt.early_stop or xt.amp or xt.force) and xt.eval_fraction == 0 and xt.batch_ckpts == 4
     defaults = mine.parse_option(["--mode", "ty", "--ckpt_path", "run"])
-    assert (defaults.lr, defaults.iter_num) == (1e-5, 20000)
+    assert (defaults.lr, defaults.iter_num, defaults.batch_ckpts) == (1e-5, 20000, 8)
 
 
 def test_xt_prints_the_reference_line_writes_rows_and_curves_and_skips_on_rerun(workdir, capsys):
