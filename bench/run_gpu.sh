@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU measurements of bench/BENCHMARKS.md's transfer and MINE sections in one go (at most 9
-# minutes on an H100/H200; about 5 on the H200 of 2026-11-28). Each step is time-limited so that
-# one slow step cannot take the rest down.
+# The GPU measurements of bench/BENCHMARKS.md's transfer and MINE sections in one go. Each step
+# is time-limited so that one slow step cannot take the rest down; the limits add up to under 10
+# minutes, and on the H200 of 2026-11-28 the steps took about 6 minutes
+# together (timed over two calls).
 #
 #     bash bench/run_gpu.sh [log folder]        # default: save/bench_logs
 set -u
@@ -23,13 +24,13 @@ step() {  # step NAME SECONDS COMMAND...: run COMMAND, log to NAME.log, report i
 step transfer_speed 190 python3 bench/transfer_speed.py --model resnext32_16x4d --train 90000 --test 90000 \
     --epochs 30 --train_bn_epochs 1 --reference_batches 3 --amp --device cuda
 # BatchNorm folding: the forward pass it speeds up against the cost of building the folded copy.
-step feature_speed 100 python3 bench/feature_speed.py --images 90000 --device cuda \
+step feature_speed 150 python3 bench/feature_speed.py --images 90000 --device cuda \
     --models resnext32_16x4d resnet32x4 wrn_40_2 ResNet18
 # MINE: one checkpoint and four batched, fp32 and bf16, CIFAR-100 I(X;T) shapes; then where a
 # lone checkpoint's iteration spends its time: host dispatch or a synchronisation (BENCHMARKS.md).
-step mine_speed 90 python3 bench/mine_speed.py --amp --profile
+step mine_speed 80 python3 bench/mine_speed.py --amp --profile
 # I(T;Y) shapes: a small first layer, so even four batched critics may be bound by dispatch.
-step mine_speed_ty 45 python3 bench/mine_speed.py --size ty --batch_ckpts 8
+step mine_speed_ty 40 python3 bench/mine_speed.py --size ty --batch_ckpts 8
 # MINE at the reference's full size on Gaussians of known MI.
 step mine_calibration 90 python3 mine.py --calibrate gaussian --dim 100 --true_mi 0.5 1 2 4 \
     --hidden_size 1024 --batch_size 5000 --iter_num 1e+4 --lr 8e-5 --eval_fraction 0.1 --device cuda

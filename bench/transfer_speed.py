@@ -49,7 +49,7 @@ def parse_option():
     add("--batch", type=int, default=512)
     add("--train_bn_epochs", type=int, default=None,
         help="time train_bn for this many epochs and scale to --epochs (its cost per epoch is constant)")
-    add("--reference_batches", type=int, default=6, help="batches per split timed on the reference-style path")
+    add("--reference_batches", type=util.positive(), default=6, help="batches per split timed on the reference-style path")
     add("--num_workers", type=int, default=2, help="DataLoader workers of the reference-style path")
     add("--amp", action="store_true", help="also time every probe with transfer.py --amp (bf16, channels_last)")
     add("--device", default="auto")
@@ -118,9 +118,6 @@ def reference_style_seconds(args, target, device):
             if number > 0:  # the first batch also pays for starting the workers
                 timed += time.perf_counter() - started
                 count += len(y)
-        if count == 0:
-            raise SystemExit(f"reference-style timing needs at least 2 {name} batches of {args.batch}: "
-                             f"raise --{name} or lower --batch")
         seconds_per_image[name] = timed / count
     return args.epochs * (args.train * seconds_per_image["train"] + args.test * seconds_per_image["test"])
 
@@ -170,6 +167,9 @@ def fit_seconds(args, target, device, features):
 
 def main():
     args = parse_option()
+    if min(args.train, args.test) <= args.batch:  # the first batch of each split is not timed
+        raise SystemExit(f"the reference-style timing needs at least 2 batches of {args.batch} per split: "
+                         f"raise --train/--test above --batch or lower --batch")
     device = util.pick_device(args.device)
     configure_backends(device)
     target = random_target(args, device)

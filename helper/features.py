@@ -66,7 +66,7 @@ def folds_batchnorm(device):
     """Whether folding BatchNorm into the convolutions pays on `device` (bench/feature_speed.py).
 
     On a CPU the folded copy runs 1.13-1.56x faster, float32 or bf16, and building it
-    (0.02-0.12 s) pays after a few hundred images. On an H200 the folded forward pass
+    (0.01-0.12 s) pays after a few hundred images. On an H200 the folded forward pass
     ran 1.02-1.19x faster in float32 and 0.92-1.05x under bf16, so that over a
     CINIC-10-sized split (90,000 images) the gain barely repays the build, and over a
     CIFAR-sized test split (10,000) it does not: a GPU runs the model's own layers.

@@ -433,3 +433,4 @@ def test_the_feature_extractor_folds_only_on_a_cpu_unless_told():
     assert batchnorms(feature_extractor(model, fold=False)) == batchnorms(model) > 0
     elsewhere = build_model("resnet8", 10).to("meta")  # a device other than the CPU, which this machine has
     assert feature_extractor(elsewhere).model is elsewhere
+    assert isinstance(feature_extractor(elsewhere, fold=True), torch.fx.GraphModule)  # folding works there
