@@ -49,7 +49,7 @@ def parse_option(argv=None):
     parser = util.ArgumentParser(description="MINE estimates of I(X;T) and I(T;Y) per checkpoint")
     add = parser.add_argument
     add("--mode", default="xt", choices=("xt", "ty"), help="xt: I(X;T), ty: I(T;Y)")
-    add("--model", default="resnext32_16x4d")
+    add("--model", default="resnext32_16x4d", type=util.model_name)
     add("--dataset", default="cifar100", help="data set whose evaluation split is X and Y")
     add("--source_dataset", default="cifar100", help="data set the checkpoints were trained on (sets the class count)")
     add("--ckpt_path", default=None, help="run folder: a name under save/model/ or a path")
@@ -61,7 +61,8 @@ def parse_option(argv=None):
     add("--hidden_size", type=util.positive(), default=1024, help="width of the critic's three hidden layers")
     add("--data_root", default="./data")
     add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    add("--shard", default=None, help="i/n: estimate every n-th checkpoint starting at the i-th")
+    add("--shard", default=None,
+        help="i/n with 0 <= i < n: estimate every n-th checkpoint starting at the i-th (counting from 0)")
     add("--results", default=None, help="JSON-lines results file (default: in the run folder)")
     add("--force", action="store_true", help="re-estimate checkpoints already in the results file")
     add("--seed", type=int, default=0, help="critic initialisation and batch draws")

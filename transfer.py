@@ -28,7 +28,7 @@ def parse_option(argv=None):
     add("--source_dataset", default="cifar100", help="data set the checkpoints were trained on (sets the class count)")
     add("--target_dataset", default="cinic10",
         help="cinic10, cifar10, cifar100, stl10, fashion-mnist, emnist or folder:<path>")
-    add("--model", default="resnext32_16x4d")
+    add("--model", default="resnext32_16x4d", type=util.model_name)
     add("--ckpt_path", required=True, help="run folder: a name under save/model/ or a path")
     add("--start_epoch", type=int, default=2, help="first checkpoint epoch to evaluate")
     add("--skip", type=util.positive(), default=2, help="evaluate epochs start_epoch, start_epoch+skip, ...")
@@ -41,7 +41,8 @@ def parse_option(argv=None):
              "cached features; frozen: source BN statistics, cached features")
     add("--data_root", default="./data")
     add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    add("--shard", default=None, help="i/n: evaluate every n-th checkpoint starting at the i-th")
+    add("--shard", default=None,
+        help="i/n with 0 <= i < n: evaluate every n-th checkpoint starting at the i-th (counting from 0)")
     add("--results", default=None, help="JSON-lines results file (default: in the run folder)")
     add("--force", action="store_true", help="re-evaluate checkpoints already in the results file")
     add("--seed", type=int, default=0, help="initial Linear and batch order (the same for every checkpoint)")

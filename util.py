@@ -31,12 +31,18 @@ class UserError(Exception):
 
 
 def run_main(main):
-    """Call `main()`; turn a UserError into one clear line and a non-zero exit."""
+    """Call `main()`; turn a UserError into one clear line and a non-zero exit, and Ctrl-C
+    into one line too: every file is written atomically, so an interrupt leaves only
+    whole checkpoints and whole result rows, and the same command carries on."""
     try:
         return main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: saved checkpoints and result rows are complete; rerun the command to continue "
+              "(training: with --resume)", file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -68,7 +74,7 @@ def add_training_arguments(parser, epochs, note):
     add("--learning_rate", type=positive(float), default=0.05)
     add("--weight_decay", type=float, default=5e-4)
     add("--momentum", type=float, default=0.9)
-    add("--model", default="resnext32_16x4d")
+    add("--model", default="resnext32_16x4d", type=model_name)
     add("--dataset", default="cifar100", help="cifar100, cifar10, cinic10, stl10 or folder:<path>")
     add("--aug", default="vanilla", choices=["vanilla", "none", "mine", "auto"],
         help="vanilla/none: crop+flip; mine: no augmentation; auto: AutoAugment + cutout")
@@ -85,6 +91,14 @@ def add_training_arguments(parser, epochs, note):
                        help="cuDNN autotuning (CUDA)")
     speed.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
                        help="TF32 matmuls and convolutions on Ampere+ GPUs, as in the paper's environment")
+
+
+def model_name(text):
+    """argparse type of --model: a typo is refused before any file is read or written."""
+    from models import unknown_model  # models imports this module, so not at the top
+    if unknown_model(text):
+        raise argparse.ArgumentTypeError(unknown_model(text))
+    return text
 
 
 def positive(kind=int):
@@ -306,19 +320,37 @@ def read_csv(path):
 
 # --------------------------------------------------------------------------- results (JSON lines)
 
-def read_results(path):
-    """Rows of a JSON-lines results file; a damaged line is reported and skipped."""
+def read_results(path, damaged="refuse"):
+    """Rows of a JSON-lines results file (one JSON object per line).
+
+    A row cut short at the end of the file (a copy or a disk that gave out) is reported
+    and skipped, and the next rewrite repairs the file. Any other line that is not a row
+    is refused by default: the callers that write rewrite the whole file and would drop
+    it (a --results pointing at some other file would be wiped). damaged="warn" reports
+    and skips every such line, for readers that write nothing.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"results file {path} is a folder; pass a file name")
     if not path.exists():
         return []
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
+            row = None
+        cut_short = row is None and number == len(lines) and line.lstrip().startswith("{")
+        if isinstance(row, dict):
+            rows.append(row)
+        elif damaged == "warn" or cut_short:
             print(f"warning: {path}:{number} is not a complete result row; ignoring it", file=sys.stderr)
+        else:
+            raise UserError(f"{path}:{number} is not a result row (one JSON object per line), so the file is not "
+                            f"rewritten; repair or move it, or pass --results for another file")
     return rows
 
 
@@ -334,27 +366,49 @@ def selected_checkpoints(ckpt_path, start_epoch, skip, shard=None):
 def checkpoints_to_do(checkpoints, results_path, settings, force=False, match=None, predating=None):
     """The (j, epoch, path) `checkpoints` whose epoch is not yet in the results file (rows
     selected by `match`, e.g. mode and data set), announcing the ones skipped, or that
-    there is nothing to do. Rows made with other `settings` are refused unless `force`:
-    skipping them would silently mix numbers of different settings in one file.
-    `predating` maps a setting added later to the value rows written before it existed had."""
+    there is nothing to do.
+
+    One file never mixes settings or runs: a row of another run is always refused, and a
+    row made with other `settings` is refused unless `force` redoes its checkpoint (so
+    that its new row replaces it). `predating` maps a setting added later to the value
+    rows written before it existed had. The file is checked to be writable before any
+    work starts.
+    """
     match, predating = match or {}, predating or {}
-    rows = [row for row in read_results(results_path) if all(row.get(k) == v for k, v in match.items())]
-    if force:
-        return list(checkpoints)
+    every_row = [{**predating, **row} for row in read_results(results_path)]
+    if "run" in settings:
+        others = sorted({str(row.get("run")) for row in every_row if row.get("run") != settings["run"]})
+        if others:
+            raise UserError(f"{results_path} holds results of run {others[0]}, not of {settings['run']}: a results "
+                            f"file belongs to one run; pass --results for another file")
+    rows = [row for row in every_row if all(row.get(k) == v for k, v in match.items())]
+    redone = {epoch for _, epoch, _ in checkpoints} if force else set()
     for row in rows:
-        row = {**predating, **row}
         differing = [f"{key} {row.get(key)} (now {value})" for key, value in settings.items() if row.get(key) != value]
-        if differing:
+        if differing and row.get("epoch") not in redone:
+            advice = ("--force replaces only the rows of the checkpoints it redoes, and this one is not among them"
+                      if force else "pass --force to replace its rows")
             raise UserError(f"{results_path} holds a row for epoch {row.get('epoch')} made with other settings: "
-                            f"{', '.join(differing)}; pass --force to replace its rows, or --results for a new file")
-    done = {row.get("epoch") for row in rows}
+                            f"{', '.join(differing)}; {advice}, or --results for a new file")
+    done = set() if force else {row.get("epoch") for row in rows}
     todo = [checkpoint for checkpoint in checkpoints if checkpoint[1] not in done]
     if not todo:
         print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
     elif len(todo) < len(checkpoints):
         skipped = [epoch for _, epoch, _ in checkpoints if epoch in done]
         print(f"skipping epoch(s) {', '.join(map(str, skipped))}: already in {results_path} (--force to redo)")
+    if todo:
+        check_writable(results_path)
     return todo
+
+
+def check_writable(path):
+    """Refuse in one line, before any work, a results file that could not be written."""
+    try:
+        with locked(path):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write results to {path}: {err.strerror or err}") from None
 
 
 @contextlib.contextmanager
@@ -373,9 +427,12 @@ def locked(path):
 
 def _update_results(path, update):
     """Rewrite a results file as `update(rows)`, atomically and under the file's lock."""
-    with locked(path):
-        rows = update(read_results(path))
-        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    try:
+        with locked(path):
+            rows = update(read_results(path))
+            atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    except OSError as err:  # a full disk, a folder made read-only while the job ran
+        raise UserError(f"cannot write results to {path}: {err.strerror or err}") from None
 
 
 def store_result(path, row, keys=("epoch",)):
@@ -404,9 +461,12 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, random bytes: all the same to the user
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # The first sentence names the fault; PyTorch's advice after it is long and generic.
+        reason = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+        if len(reason) > 200:
+            reason = reason[:200].rsplit(" ", 1)[0] + " ..."
         raise UserError(f"checkpoint {path} cannot be read (truncated, corrupt or not a weights-only "
-                        f"PyTorch file): {reason[:200]}") from None
+                        f"PyTorch file): {reason}") from None
 
 
 def checkpoint_path(folder, epoch):
@@ -519,13 +579,17 @@ class TrainingRun:
         if changed.keys() - {"epochs"}:
             raise UserError(f"--resume: {self.folder} was started with other settings: {', '.join(changed.values())}; "
                             f"resume with the original flags, or start a new run with another --note/--trial")
-        if changed:
+        if changed and args["epochs"] > self.resume_state["epoch"]:
             print(f"resuming with {changed['epochs']}: the learning rate of the epochs still to run follows "
                   f"the new length", flush=True)
 
     @property
     def start_epoch(self):
         return self.resume_state["epoch"] + 1 if self.resume_state else 1
+
+    @property
+    def trained_epochs(self):
+        return self.start_epoch - 1
 
     def log_epoch(self, epoch, values):
         """One metrics.csv row and one TensorBoard point per value ('train_loss' -> 'train/loss')."""

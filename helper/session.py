@@ -37,7 +37,8 @@ class TrainingSession:
         self.run = util.TrainingRun(util.model_folder(run_name), opts.model, vars(opts), resume=opts.resume,
                                     writes=self.is_main)
         if self.finished:
-            print(f"nothing to do: {self.run.folder} has finished its {opts.epochs} epochs")
+            asked = "" if self.run.trained_epochs == opts.epochs else f" (--epochs {opts.epochs} asks for no more)"
+            print(f"nothing to do: {self.run.folder} has trained {self.run.trained_epochs} epochs{asked}")
 
     @property
     def finished(self):

@@ -56,11 +56,16 @@ _CONSTRUCTORS = {
 model_dict = {name: registered(name, constructor) for name, constructor in _CONSTRUCTORS.items()}
 
 
+def unknown_model(name):
+    """The one-line complaint about a model name not in model_dict, or None for a known one."""
+    return None if name in model_dict else f"unknown model '{name}'; known models: {', '.join(model_dict)}"
+
+
 def build_model(name, num_classes):
     """model_dict[name](num_classes), with a one-line error listing the known names."""
-    if name not in model_dict:
-        raise UserError(f"unknown model '{name}'; known models: {', '.join(model_dict)}")
+    if unknown_model(name):
+        raise UserError(unknown_model(name))
     return model_dict[name](num_classes)
 
 
-__all__ = ["model_dict", "build_model", "ZooModel", "state_dict_shapes"]
+__all__ = ["model_dict", "build_model", "unknown_model", "ZooModel", "state_dict_shapes"]

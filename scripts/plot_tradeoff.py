@@ -68,6 +68,11 @@ def series(rows, key):
     return dict(sorted(values.items()))
 
 
+def read(path):
+    """A results file's rows; a damaged line is reported and skipped (plotting writes nothing back)."""
+    return util.read_results(path, damaged="warn")
+
+
 def load_run(folder, name):
     run = Run(name)
     metrics = folder / "metrics.csv"
@@ -75,9 +80,9 @@ def load_run(folder, name):
     run.test_top1 = series(util.read_csv(metrics), "test_top1")
     for path in sorted(folder.glob("*.jsonl")):
         if match := TRANSFER_FILE.fullmatch(path.name):
-            run.transfer[match["target"], match["protocol"]] = series(util.read_results(path), "best_acc")
+            run.transfer[match["target"], match["protocol"]] = series(read(path), "best_acc")
         elif match := MINE_FILE.fullmatch(path.name):
-            run.mine[match["mode"], match["dataset"]] = series(util.read_results(path), "estimate")
+            run.mine[match["mode"], match["dataset"]] = series(read(path), "estimate")
         else:
             continue
         found = True

@@ -188,6 +188,72 @@ def test_bad_transfer_input_is_one_line_and_keeps_results(run_folder, capsys, ch
     assert results.read_bytes() == before
 
 
+def test_the_truncated_checkpoint_message_names_the_fault_in_whole(run_folder, capsys):
+    path = util.checkpoint_path(run_folder, 2)
+    path.write_bytes(path.read_bytes()[:1000])
+    line = in_process(transfer.main, PROBE, capsys).stderr.splitlines()[0]
+    assert line.endswith("failed reading zip archive: failed finding central directory"), line
+
+
+def test_a_model_typo_is_named_before_any_results_file_is_read(run_folder, capsys):
+    transfer.main(PROBE)  # rows of resnet8: the old order blamed them for the typo and advised --force
+    line = one_line_error(in_process(transfer.main, PROBE + ["--model", "resnet88"], capsys))
+    assert "unknown model 'resnet88'" in line and "--force" not in line
+
+
+@pytest.mark.parametrize("content", ["| epoch | acc |\n|---|---|\n| 2 | 0.5 |\n",
+                                     '{"epoch": 2}\nnot json\n{"epoch": 4}\n'])
+def test_a_results_file_with_foreign_lines_is_refused_not_rewritten(run_folder, capsys, content):
+    notes = run_folder.parent / "notes.md"
+    notes.write_text(content)
+    line = one_line_error(in_process(transfer.main, PROBE + ["--results", str(notes)], capsys))
+    assert "notes.md:" in line and "is not a result row" in line
+    assert notes.read_text() == content
+
+
+@pytest.mark.parametrize("where, message", [("folder", "is a folder"), ("unwritable", "cannot write results")])
+def test_a_results_path_that_cannot_be_written_is_refused_before_any_work(run_folder, capsys, where, message):
+    path = run_folder.parent / "out"
+    if where == "folder":
+        path.mkdir()
+    else:
+        path.write_text("")  # a file where the results file's folder should be
+        path = path / "results.jsonl"
+    line = one_line_error(in_process(transfer.main, PROBE + ["--results", str(path)], capsys))
+    assert message in line
+    assert "Source Epoch" not in capsys.readouterr().out  # refused before the first probe
+
+
+def test_force_with_other_settings_on_some_checkpoints_is_refused_instead_of_mixing(run_folder, capsys):
+    transfer.main(PROBE)
+    results = run_folder / "transfer_cifar10_train_bn.jsonl"
+    before = results.read_bytes()
+    line = one_line_error(in_process(transfer.main, PROBE + ["--lr", "0.1", "--force", "--shard", "1/2"], capsys))
+    assert "epoch 2 made with other settings: lr 0.4 (now 0.1)" in line and "not among them" in line
+    assert results.read_bytes() == before
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as exit_info:
+        util.run_main(interrupted)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 130 and len(lines) == 1 and lines[0].startswith("interrupted: ")
+
+
+def test_a_missing_data_root_is_not_left_behind_as_an_empty_folder(tmp_path, monkeypatch, capsys):
+    import dataset.common
+
+    def offline(url, download_root, md5):  # as torchvision does: the folder first, then the failed fetch
+        os.makedirs(download_root, exist_ok=True)
+        raise OSError("Name or service not known")
+    monkeypatch.setattr(dataset.common, "download_and_extract_archive", offline)
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(in_process(train_vanilla.main, TRAIN + ["--data_root", "nodata"], capsys))
+    assert "CIFAR-100 not found" in line and not (tmp_path / "nodata").exists()
+
+
 def test_an_empty_run_folder_is_one_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "save/model/empty").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)

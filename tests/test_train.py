@@ -128,5 +128,10 @@ def test_a_finished_run_resumed_again_reads_no_data_and_writes_nothing(cifar_dir
     shutil.rmtree(cifar_dir / "data")  # loading it would now fail
     capsys.readouterr()
     train_vanilla.main(ARGS + ["--resume"])
-    assert f"nothing to do: {util.model_folder(run.name)} has finished its 2 epochs" in capsys.readouterr().out
+    assert f"nothing to do: {util.model_folder(run.name)} has trained 2 epochs\n" in capsys.readouterr().out
+    # Asking for fewer epochs than were trained: no "resuming" notice, and the count is the real one.
+    fewer = [arg if arg != "2" else "1" for arg in ARGS]
+    train_vanilla.main(fewer + ["--resume"])
+    assert capsys.readouterr().out == (f"nothing to do: {util.model_folder(run.name)} has trained 2 epochs "
+                                       f"(--epochs 1 asks for no more)\n")
     assert {path: path.stat().st_mtime_ns for path in (cifar_dir / "save").rglob("*")} == before

@@ -183,9 +183,10 @@ def test_a_results_file_belongs_to_one_run(workdir, capsys):
     path = results_file(workdir, "frozen")
     assert {row["run"] for row in util.read_results(path)} == {RUN_NAME}
     before = path.read_bytes()
-    with pytest.raises(util.UserError, match=f"other settings: run {RUN_NAME} \\(now {other.name}\\)"):
-        transfer.main([arg if arg != RUN_NAME else other.name for arg in TINY]
-                      + ["--protocol", "frozen", "--results", str(path)])
+    for force in ([], ["--force"]):  # --force redoes checkpoints; it does not make the file another run's
+        with pytest.raises(util.UserError, match=f"holds results of run {RUN_NAME}, not of {other.name}"):
+            transfer.main([arg if arg != RUN_NAME else other.name for arg in TINY]
+                          + ["--protocol", "adabn", "--results", str(path)] + force)
     assert path.read_bytes() == before
 
 
