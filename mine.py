@@ -109,11 +109,12 @@ def main(argv=None):
 # --------------------------------------------------------------------------- checkpoints
 
 def estimate_checkpoints(args, device):
-    run_folder, checkpoints = util.selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
+    selection = util.selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
+    run_folder = selection.run_folder
     args.dataset, args.source_dataset = map(canonical_name, (args.dataset, args.source_dataset))
     dataset_tag = util.dataset_tag(args.dataset)
     results_path = Path(args.results or run_folder / f"mine_{args.mode}_{dataset_tag}.jsonl")
-    todo = util.checkpoints_to_do(checkpoints, results_path, recorded_settings(args, run_folder.name), args.force,
+    todo = util.checkpoints_to_do(selection, results_path, recorded_settings(args, run_folder.name), args.force,
                                   match={"mode": args.mode, "dataset": args.dataset},
                                   predating={"run": run_folder.name})  # rows from before "run": the file's own
     if not todo:
@@ -256,6 +257,9 @@ def curve_points(result, points=CURVE_POINTS):
 def calibrate(args, device):
     """Correlated Gaussians of known MI, all estimated in one batched run; prints estimate vs truth."""
     rhos, truths = calibration_problems(args)
+    if args.results:  # refused now rather than after the estimates: a foreign or unwritable file
+        util.read_results(args.results)
+        util.check_writable(args.results)
     if args.batch_size > mine.training_row_count(args.calibrate_rows, args.eval_fraction):
         raise util.UserError(f"--batch_size {args.batch_size} is larger than the training rows of "
                              f"--calibrate_rows {args.calibrate_rows}; lower it or raise --calibrate_rows")

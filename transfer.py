@@ -56,7 +56,8 @@ def main(argv=None):
     device = util.pick_device(args.device)
     util.check_bf16(device, args.amp)
     configure_backends(device)
-    run_folder, checkpoints = util.selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
+    selection = util.selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
+    run_folder = selection.run_folder
     args.source_dataset, args.target_dataset = map(canonical_name, (args.source_dataset, args.target_dataset))
     target_tag = util.dataset_tag(args.target_dataset)
     # --amp rows get their own default file, so float32 and bf16 results of a run live side by side.
@@ -68,7 +69,7 @@ def main(argv=None):
     recorded = {"run": run_folder.name, "model": args.model, "source_dataset": args.source_dataset, "lr": args.lr,
                 "wd": args.wd, "batch": args.batch, "epochs": args.epoch, "seed": args.seed, "amp": args.amp}
     # Rows written before --amp existed were float32; before "run" existed, of the file's own run.
-    todo = util.checkpoints_to_do(checkpoints, results_path, recorded, args.force, match=probe,
+    todo = util.checkpoints_to_do(selection, results_path, recorded, args.force, match=probe,
                                   predating={"amp": False, "run": run_folder.name})
     if not todo:
         return

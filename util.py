@@ -18,6 +18,7 @@ import random
 import re
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def run_main(main):
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: saved checkpoints and result rows are complete; rerun the command to continue "
-              "(training: with --resume)", file=sys.stderr, flush=True)
+              "(training: with --resume, once a checkpoint was saved)", file=sys.stderr, flush=True)
         sys.exit(130)
 
 
@@ -336,6 +337,7 @@ def read_results(path, damaged="refuse"):
         return []
     rows = []
     lines = path.read_text(errors="replace").splitlines()
+    last = max((number for number, line in enumerate(lines, 1) if line.strip()), default=0)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -343,7 +345,7 @@ def read_results(path, damaged="refuse"):
             row = json.loads(line)
         except json.JSONDecodeError:
             row = None
-        cut_short = row is None and number == len(lines) and line.lstrip().startswith("{")
+        cut_short = row is None and number == last and line.lstrip().startswith("{")
         if isinstance(row, dict):
             rows.append(row)
         elif damaged == "warn" or cut_short:
@@ -354,43 +356,55 @@ def read_results(path, damaged="refuse"):
     return rows
 
 
+@dataclass
+class Selection:
+    """The checkpoints one transfer.py or mine.py call works on."""
+    run_folder: Path
+    checkpoints: list  # [(j, epoch, path)] of this shard, j numbering every checkpoint of the run from 1
+    epochs: set  # every selected epoch, all shards together: the rows a --force rerun replaces
+
+
 def selected_checkpoints(ckpt_path, start_epoch, skip, shard=None):
-    """(run folder, [(j, epoch, path)]): the checkpoints transfer.py and mine.py evaluate,
-    j numbering all of them from 1 (so every shard prints the same j), then the share of
-    `shard` ('i/n') if given."""
+    """The checkpoints --start_epoch/--skip select in the run folder, then the share of
+    `shard` ('i/n') if given; j numbers all of them from 1, so every shard prints the same j."""
     run_folder = resolve_run_folder(ckpt_path)
     checkpoints = [(j, epoch, path) for j, (epoch, path) in enumerate(find_checkpoints(run_folder, start_epoch, skip), 1)]
-    return run_folder, take_shard(checkpoints, parse_shard(shard)) if shard else checkpoints
+    return Selection(run_folder, take_shard(checkpoints, parse_shard(shard)) if shard else checkpoints,
+                     {epoch for _, epoch, _ in checkpoints})
 
 
-def checkpoints_to_do(checkpoints, results_path, settings, force=False, match=None, predating=None):
-    """The (j, epoch, path) `checkpoints` whose epoch is not yet in the results file (rows
-    selected by `match`, e.g. mode and data set), announcing the ones skipped, or that
-    there is nothing to do.
+def checkpoints_to_do(selection, results_path, settings, force=False, match=None, predating=None):
+    """The (j, epoch, path) checkpoints of `selection` whose epoch is not yet in the results
+    file (rows selected by `match`, e.g. mode and data set), announcing the ones skipped,
+    or that there is nothing to do.
 
-    One file never mixes settings or runs: a row of another run is always refused, and a
-    row made with other `settings` is refused unless `force` redoes its checkpoint (so
-    that its new row replaces it). `predating` maps a setting added later to the value
-    rows written before it existed had. The file is checked to be writable before any
-    work starts.
+    One file never mixes settings or runs. A row made with other `settings` is refused
+    unless `force` redoes its checkpoint (in this call or another shard of it), so that its
+    new row replaces it. A file outside the run folder that holds another run's rows is
+    always refused; in the run folder itself such rows mean the folder was renamed or
+    copied, and count as other settings. `predating` maps a setting added later to the
+    value rows written before it existed had. The file is checked to be writable before
+    any work starts.
     """
     match, predating = match or {}, predating or {}
     every_row = [{**predating, **row} for row in read_results(results_path)]
-    if "run" in settings:
+    own_file = Path(results_path).absolute().parent == selection.run_folder.absolute()
+    if "run" in settings and not own_file:
         others = sorted({str(row.get("run")) for row in every_row if row.get("run") != settings["run"]})
         if others:
             raise UserError(f"{results_path} holds results of run {others[0]}, not of {settings['run']}: a results "
                             f"file belongs to one run; pass --results for another file")
     rows = [row for row in every_row if all(row.get(k) == v for k, v in match.items())]
-    redone = {epoch for _, epoch, _ in checkpoints} if force else set()
+    redone = selection.epochs if force else set()
     for row in rows:
         differing = [f"{key} {row.get(key)} (now {value})" for key, value in settings.items() if row.get(key) != value]
         if differing and row.get("epoch") not in redone:
-            advice = ("--force replaces only the rows of the checkpoints it redoes, and this one is not among them"
-                      if force else "pass --force to replace its rows")
+            advice = ("--force replaces only the rows of the checkpoints --start_epoch/--skip select, and this one "
+                      "is not among them" if force else "pass --force to replace its rows")
             raise UserError(f"{results_path} holds a row for epoch {row.get('epoch')} made with other settings: "
                             f"{', '.join(differing)}; {advice}, or --results for a new file")
     done = set() if force else {row.get("epoch") for row in rows}
+    checkpoints = selection.checkpoints
     todo = [checkpoint for checkpoint in checkpoints if checkpoint[1] not in done]
     if not todo:
         print(f"nothing to do: every selected checkpoint is in {results_path} (--force to redo)")
@@ -403,10 +417,16 @@ def checkpoints_to_do(checkpoints, results_path, settings, force=False, match=No
 
 
 def check_writable(path):
-    """Refuse in one line, before any work, a results file that could not be written."""
+    """Refuse in one line, before any work and without creating anything, a results file
+    that could not be written: its folder, or the nearest one that exists, must take a
+    new file (the atomic write puts a temporary file beside the results)."""
+    folder = Path(path).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
     try:
-        with locked(path):
-            pass
+        if not folder.is_dir():
+            raise NotADirectoryError(f"{folder} is a file, not a folder")
+        tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
         raise UserError(f"cannot write results to {path}: {err.strerror or err}") from None
 

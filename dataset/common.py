@@ -70,21 +70,32 @@ def ensure_cifar(root, folder_name, needed_file, url, md5, title):
         raise UserError(f"{title}: {path} is missing; restore it or delete {folder} to download the "
                         f"official archive {url} again")
     archive = Path(root) / Path(url).name
-    root_existed = Path(root).is_dir()
+    # Folders the download creates (a mistyped --data_root and its missing parents), deepest first.
+    created = [missing for missing in (Path(root), *Path(root).parents) if not missing.exists()]
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
             download_and_extract_archive(url, download_root=str(root), md5=md5)
-    except Exception as err:  # offline, refused, truncated, checksum mismatch: one message for all
+    except BaseException as err:  # offline, refused, truncated, checksum mismatch, Ctrl-C
         if archive.is_file() and not check_integrity(str(archive), md5):
             archive.unlink()  # a partial download would only confuse the next try
-        if not root_existed and Path(root).is_dir() and not any(Path(root).iterdir()):
-            Path(root).rmdir()  # a mistyped --data_root should not be left behind as an empty folder
+        _remove_empty(created)
+        if not isinstance(err, Exception):
+            raise
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{title} not found in {folder} and the download of {url} failed ({reason[:120]}); "
                         f"download that archive elsewhere and extract it into {Path(root)}/") from None
     if not path.is_file():
         raise UserError(f"{title}: the archive from {url} was extracted but {path} is still missing")
     return path
+
+
+def _remove_empty(folders):
+    """Remove `folders` (deepest first) while they are empty: what a failed download created."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or already gone: the folders above it stay as well
+            return
 
 
 @contextmanager

@@ -36,7 +36,8 @@ def in_process(main, argv, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         util.run_main(lambda: main(argv))
-    return subprocess.CompletedProcess(argv, exit_info.value.code, "", capsys.readouterr().err)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, exit_info.value.code, captured.out, captured.err)
 
 
 @pytest.fixture
@@ -219,27 +220,55 @@ def test_a_results_path_that_cannot_be_written_is_refused_before_any_work(run_fo
     else:
         path.write_text("")  # a file where the results file's folder should be
         path = path / "results.jsonl"
-    line = one_line_error(in_process(transfer.main, PROBE + ["--results", str(path)], capsys))
-    assert message in line
-    assert "Source Epoch" not in capsys.readouterr().out  # refused before the first probe
+    result = in_process(transfer.main, PROBE + ["--results", str(path)], capsys)
+    assert message in one_line_error(result)
+    assert "Source Epoch" not in result.stdout  # refused before the first probe
+    assert sorted(p.name for p in run_folder.parent.iterdir()) == ["data", "out", "run"]  # and nothing created
+
+
+def test_calibration_refuses_a_foreign_results_file_before_estimating(tmp_path, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# not results\n")
+    result = in_process(mine.main, ["--calibrate", "gaussian", "--true_mi", "1", "--iter_num", "5", "--batch_size",
+                                    "8", "--hidden_size", "4", "--calibrate_rows", "16", "--device", "cpu",
+                                    "--results", str(notes)], capsys)
+    assert "is not a result row" in one_line_error(result) and "MINE calibration" not in result.stdout
+    assert notes.read_text() == "# not results\n"
 
 
 def test_force_with_other_settings_on_some_checkpoints_is_refused_instead_of_mixing(run_folder, capsys):
     transfer.main(PROBE)
     results = run_folder / "transfer_cifar10_train_bn.jsonl"
     before = results.read_bytes()
-    line = one_line_error(in_process(transfer.main, PROBE + ["--lr", "0.1", "--force", "--shard", "1/2"], capsys))
+    later = list(PROBE)
+    later[later.index("--start_epoch") + 1] = "4"  # epoch 2's old row would stay beside epoch 4's new one
+    line = one_line_error(in_process(transfer.main, later + ["--lr", "0.1", "--force"], capsys))
     assert "epoch 2 made with other settings: lr 0.4 (now 0.1)" in line and "not among them" in line
     assert results.read_bytes() == before
+    # Shards of one forced rerun together replace every row: each may run, one after the other.
+    for shard in ("0/2", "1/2"):
+        transfer.main(PROBE + ["--lr", "0.1", "--force", "--shard", shard])
+    assert [(row["epoch"], row["lr"]) for row in util.read_results(results)] == [(2, 0.1), (4, 0.1)]
 
 
-def test_ctrl_c_is_one_line_and_exit_130(capsys):
-    def interrupted():
-        raise KeyboardInterrupt
-    with pytest.raises(SystemExit) as exit_info:
-        util.run_main(interrupted)
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 130 and len(lines) == 1 and lines[0].startswith("interrupted: ")
+def test_a_renamed_run_folder_keeps_its_results_file_and_force_redoes_it(run_folder, capsys):
+    transfer.main(PROBE)
+    run_folder.rename(run_folder.with_name("renamed"))
+    renamed = [arg if arg != "run" else "renamed" for arg in PROBE]
+    line = one_line_error(in_process(transfer.main, renamed, capsys))
+    assert "made with other settings: run run (now renamed)" in line and "--force" in line
+    transfer.main(renamed + ["--force"])
+    rows = util.read_results(run_folder.with_name("renamed") / "transfer_cifar10_train_bn.jsonl")
+    assert [(row["epoch"], row["run"]) for row in rows] == [(2, "renamed"), (4, "renamed")]
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    # In a process of its own, as a shell runs a script: an uncaught interrupt must not reach pytest.
+    code = "import util\ndef main():\n    raise KeyboardInterrupt\nutil.run_main(main)\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                            timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 130 and len(lines) == 1 and lines[0].startswith("interrupted: "), result.stderr
 
 
 def test_a_missing_data_root_is_not_left_behind_as_an_empty_folder(tmp_path, monkeypatch, capsys):
@@ -250,8 +279,11 @@ def test_a_missing_data_root_is_not_left_behind_as_an_empty_folder(tmp_path, mon
         raise OSError("Name or service not known")
     monkeypatch.setattr(dataset.common, "download_and_extract_archive", offline)
     monkeypatch.chdir(tmp_path)
-    line = one_line_error(in_process(train_vanilla.main, TRAIN + ["--data_root", "nodata"], capsys))
-    assert "CIFAR-100 not found" in line and not (tmp_path / "nodata").exists()
+    line = one_line_error(in_process(train_vanilla.main, TRAIN + ["--data_root", "no/data"], capsys))
+    assert "CIFAR-100 not found" in line and not (tmp_path / "no").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user had stays, even empty
+    one_line_error(in_process(train_vanilla.main, TRAIN + ["--data_root", "mine/data"], capsys))
+    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "data").exists()
 
 
 def test_an_empty_run_folder_is_one_line(tmp_path, monkeypatch, capsys):
