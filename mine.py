@@ -74,9 +74,9 @@ def parse_option(argv=None):
              f"less than {100 * mine.TOLERANCE:g}%% over {mine.TREND_SPAN * mine.AVERAGE_LAST} iterations, at two checks "
              f"{mine.AVERAGE_LAST} iterations apart")
     add("--batch_ckpts", type=util.positive(), default=None,
-        help="checkpoints estimated together in one batched run (default 4 for xt, 8 for ty): on an H200 "
-             "1.4x faster per checkpoint than 1 for xt (3.7x with --amp) and 2.6x for ty, same numbers (each "
-             "critic starts and samples as if alone)")
+        help="checkpoints estimated together in one batched run (default 4 for xt, 8 for ty): a speed setting, "
+             "the same estimates up to float rounding (each critic starts and samples as if alone); "
+             "bench/BENCHMARKS.md times it")
     add("--calibrate", choices=("gaussian",), default=None,
         help="estimate correlated Gaussians of known MI instead of checkpoints")
     add("--dim", type=util.positive(), default=1, help="--calibrate: dimension of X and of Y")
@@ -114,9 +114,9 @@ def estimate_checkpoints(args, device):
     args.dataset, args.source_dataset = map(canonical_name, (args.dataset, args.source_dataset))
     dataset_tag = util.dataset_tag(args.dataset)
     results_path = Path(args.results or run_folder / f"mine_{args.mode}_{dataset_tag}.jsonl")
-    todo = util.checkpoints_to_do(selection, results_path, recorded_settings(args, run_folder.name), args.force,
+    todo = util.checkpoints_to_do(selection, results_path, recorded_settings(args, selection.run), args.force,
                                   match={"mode": args.mode, "dataset": args.dataset},
-                                  predating={"run": run_folder.name})  # rows from before "run": the file's own
+                                  predating={"run": selection.run})  # rows from before "run": the file's own
     if not todo:
         return
 
@@ -143,7 +143,7 @@ def estimate_checkpoints(args, device):
                 continue
             group.append((epoch, path, features, time.time() - started))
         if group:
-            estimate_group(args, group, shared, device, results_path, writer, dataset_tag)
+            estimate_group(args, selection.run, group, shared, device, results_path, writer, dataset_tag)
     writer.close()
     if failed:
         raise util.UserError(f"{len(failed)} of {len(todo)} checkpoint(s) could not be estimated "
@@ -169,7 +169,7 @@ def checkpoint_features(args, path, source_classes, images, info, device):
     return features
 
 
-def estimate_group(args, group, shared, device, results_path, writer, dataset_tag):
+def estimate_group(args, run, group, shared, device, results_path, writer, dataset_tag):
     """One batched MINE run over the checkpoints of `group`; a line, a row and curves for each."""
     features = torch.stack([item[2] for item in group])
     a, b = (shared, features) if args.mode == "xt" else (features, shared)
@@ -182,7 +182,7 @@ def estimate_group(args, group, shared, device, results_path, writer, dataset_ta
     for (epoch, path, _, feature_seconds), result in zip(group, results):
         print(f"{name} of {args.model} of {epoch}-th epoch is : {result.estimate}", flush=True)
         print(f"  {describe(result)}", flush=True)
-        row = result_row(args, epoch, path, result, feature_seconds + critic_seconds, len(group), device)
+        row = result_row(args, run, epoch, path, result, feature_seconds + critic_seconds, len(group), device)
         util.store_result(results_path, row, keys=("mode", "dataset", "epoch"))
         write_tensorboard(writer, f"{name}_{dataset_tag}", epoch, result)
     writer.flush()
@@ -223,8 +223,8 @@ def estimate_row(result, seconds, device):
             "seconds": round(seconds, 3), "device": str(device), "diagnostics": result.diagnostics}
 
 
-def result_row(args, epoch, path, result, seconds, group_size, device):
-    return {**recorded_settings(args, Path(path).parent.name), **estimate_row(result, seconds, device),
+def result_row(args, run, epoch, path, result, seconds, group_size, device):
+    return {**recorded_settings(args, run), **estimate_row(result, seconds, device),
             "epoch": epoch, "checkpoint": Path(path).name, "mode": args.mode, "dataset": args.dataset,
             "batch_ckpts": group_size, "skipped_steps": result.skipped_steps, "heldout_curve": result.heldout_curve}
 

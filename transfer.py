@@ -66,11 +66,11 @@ def main(argv=None):
     # A --results file may hold several targets and protocols: a row is one (target, protocol,
     # epoch), and only rows of this target and protocol count as done.
     probe = {"target_dataset": args.target_dataset, "protocol": args.protocol}
-    recorded = {"run": run_folder.name, "model": args.model, "source_dataset": args.source_dataset, "lr": args.lr,
+    recorded = {"run": selection.run, "model": args.model, "source_dataset": args.source_dataset, "lr": args.lr,
                 "wd": args.wd, "batch": args.batch, "epochs": args.epoch, "seed": args.seed, "amp": args.amp}
     # Rows written before --amp existed were float32; before "run" existed, of the file's own run.
     todo = util.checkpoints_to_do(selection, results_path, recorded, args.force, match=probe,
-                                  predating={"amp": False, "run": run_folder.name})
+                                  predating={"amp": False, "run": selection.run})
     if not todo:
         return
 

@@ -247,7 +247,7 @@ def model_folder(run_name):
 
 def tensorboard_folder(run_folder):
     """TensorBoard folder of a run: save/tensorboard/<run name>/ beside save/model/."""
-    run_folder = Path(run_folder)
+    run_folder = Path(run_folder).resolve()
     if run_folder.parent.name == "model":
         return run_folder.parent.parent / "tensorboard" / run_folder.name
     return run_folder / "tensorboard"
@@ -360,6 +360,7 @@ def read_results(path, damaged="refuse"):
 class Selection:
     """The checkpoints one transfer.py or mine.py call works on."""
     run_folder: Path
+    run: str  # the folder's own name, however --ckpt_path spelled it ('.', 'a/..'): rows record it
     checkpoints: list  # [(j, epoch, path)] of this shard, j numbering every checkpoint of the run from 1
     epochs: set  # every selected epoch, all shards together: the rows a --force rerun replaces
 
@@ -369,7 +370,8 @@ def selected_checkpoints(ckpt_path, start_epoch, skip, shard=None):
     `shard` ('i/n') if given; j numbers all of them from 1, so every shard prints the same j."""
     run_folder = resolve_run_folder(ckpt_path)
     checkpoints = [(j, epoch, path) for j, (epoch, path) in enumerate(find_checkpoints(run_folder, start_epoch, skip), 1)]
-    return Selection(run_folder, take_shard(checkpoints, parse_shard(shard)) if shard else checkpoints,
+    return Selection(run_folder, run_folder.resolve().name,
+                     take_shard(checkpoints, parse_shard(shard)) if shard else checkpoints,
                      {epoch for _, epoch, _ in checkpoints})
 
 

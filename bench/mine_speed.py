@@ -156,7 +156,7 @@ def profile_ours(x, t, batch, hidden, iters, device):
     with profile(activities=activities) as prof:
         run()
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(f"\nprofile of {iters} iterations of ours, 1 checkpoint:")
+    print(f"\nprofile of {iters} iterations of ours, 1 checkpoint, float32:")
     print(prof.key_averages().table(sort_by=sort, row_limit=20))
     if device.type == "cuda":
         torch.cuda.set_sync_debug_mode("warn")  # names every operation that waits for the device

@@ -137,9 +137,6 @@ class MaskedAdam:
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(weights), torch.zeros_like(weights)
         self.steps = torch.zeros(len(weights), device=weights.device)
 
-    def zero_grad(self):
-        self.grads.zero_()
-
     @torch.no_grad()
     def step(self, ok):
         beta1, beta2 = ADAM_BETAS
@@ -208,7 +205,7 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
                 critic_out = critic(a_rows, b_rows).float()
             bound, loss, log_ma_next = _dv_step(critic_out, batch_size, log_ma)
             ok = torch.isfinite(loss) & active
-            optimizer.zero_grad()
+            critic.zero_grad()
             torch.where(ok, loss, 0.0).sum().backward()
             ok = optimizer.step(ok)
             log_ma = torch.where(ok, log_ma_next, log_ma)

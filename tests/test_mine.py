@@ -173,6 +173,8 @@ def test_critic_layers_are_views_of_one_buffer_and_gradients_land_in_it():
     critic(torch.randn(6, 3), torch.randn(2, 6, 4))[1].sum().backward()
     assert critic.flat_grads[0].abs().sum() == 0 and critic.flat_grads[1].abs().sum() > 0
     assert critic.w_4.grad.data_ptr() == critic.flat_grads[0, -6:].data_ptr()
+    critic.zero_grad()  # nn.Module's would set the gradients to None, cutting them loose from flat_grads
+    assert critic.flat_grads.abs().sum() == 0 and critic.w_4.grad.data_ptr() == critic.flat_grads[0, -6:].data_ptr()
 
 
 def test_nonfinite_rows_skip_steps_and_keep_the_moving_average_finite():

@@ -175,6 +175,17 @@ def test_an_image_folder_target_gets_its_own_results_file(workdir, capsys):
     assert "nothing to do" in capsys.readouterr().out
 
 
+def test_the_run_is_named_by_its_folder_however_ckpt_path_spells_it(workdir, monkeypatch, capsys):
+    folder = workdir / "save" / "model" / RUN_NAME
+    transfer.main(TINY + ["--protocol", "frozen", "--start_epoch", "4"])
+    monkeypatch.chdir(folder)  # '.' names the same run: its rows are done, not another run's
+    transfer.main([arg if arg != RUN_NAME else "." for arg in TINY]
+                  + ["--protocol", "frozen", "--data_root", str(workdir / "data")])
+    assert "skipping epoch(s) 4" in capsys.readouterr().out
+    assert {row["run"] for row in util.read_results(results_file(workdir, "frozen"))} == {RUN_NAME}
+    assert util.tensorboard_folder(".") == workdir / "save" / "tensorboard" / RUN_NAME
+
+
 def test_a_results_file_belongs_to_one_run(workdir, capsys):
     other = workdir / "save" / "model" / "resnet8_cifar100_lr_0.05_trial_1_vanilla"
     util.atomic_save({"epoch": 2, "model": source_model(9).state_dict(), "accuracy": 1.0},

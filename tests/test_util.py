@@ -114,7 +114,7 @@ def test_run_names_follow_the_reference_layout():
     assert util.ctc_run_name("resnet8", "cifar100", 0.5, 1.0, "ctc") == "resnet8_cifar100_a:0.5_b:1.0_ctc"
     assert util.dataset_tag("folder:/data/my_set") == "folder-my_set"
     run = util.model_folder("x")
-    assert util.tensorboard_folder(run) == util.SAVE_ROOT / "tensorboard" / "x"
+    assert util.tensorboard_folder(run) == (util.SAVE_ROOT / "tensorboard" / "x").resolve()
 
 
 def test_bf16_on_a_gpu_without_it_is_one_clear_error(monkeypatch):
