@@ -97,8 +97,8 @@ def add_training_arguments(parser, epochs, note):
 def model_name(text):
     """argparse type of --model: a typo is refused before any file is read or written."""
     from models import unknown_model  # models imports this module, so not at the top
-    if unknown_model(text):
-        raise argparse.ArgumentTypeError(unknown_model(text))
+    if message := unknown_model(text):
+        raise argparse.ArgumentTypeError(message)
     return text
 
 
@@ -391,10 +391,10 @@ def checkpoints_to_do(selection, results_path, settings, force=False, match=None
     match, predating = match or {}, predating or {}
     every_row = [{**predating, **row} for row in read_results(results_path)]
     own_file = Path(results_path).absolute().parent == selection.run_folder.absolute()
-    if "run" in settings and not own_file:
-        others = sorted({str(row.get("run")) for row in every_row if row.get("run") != settings["run"]})
+    if not own_file:
+        others = sorted({str(row.get("run")) for row in every_row if row.get("run") != selection.run})
         if others:
-            raise UserError(f"{results_path} holds results of run {others[0]}, not of {settings['run']}: a results "
+            raise UserError(f"{results_path} holds results of run {others[0]}, not of {selection.run}: a results "
                             f"file belongs to one run; pass --results for another file")
     rows = [row for row in every_row if all(row.get(k) == v for k, v in match.items())]
     redone = selection.epochs if force else set()

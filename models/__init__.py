@@ -63,8 +63,8 @@ def unknown_model(name):
 
 def build_model(name, num_classes):
     """model_dict[name](num_classes), with a one-line error listing the known names."""
-    if unknown_model(name):
-        raise UserError(unknown_model(name))
+    if message := unknown_model(name):
+        raise UserError(message)
     return model_dict[name](num_classes)
 
 
