@@ -122,7 +122,6 @@ def run_probe(model, target, protocol, settings, seed=0, on_epoch=None, amp=Fals
         parameter.requires_grad_(False)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
-    amp_memory_format(model, amp)
     if protocol == "train_bn":
         accuracies = _probe_train_bn(model, classifier, target, settings, generator, on_epoch, amp)
     else:
@@ -160,6 +159,7 @@ def _record(accuracies, accuracy, on_epoch):
 def _probe_train_bn(model, classifier, target, settings, generator, on_epoch, amp=False):
     train_loader = target.loader("train", settings.batch_size, shuffle=True, generator=generator)
     test_loader = target.loader("test", settings.batch_size)
+    amp_memory_format(model, amp)
     optimizer, scheduler = _linear_optimizer(classifier, settings)
     accuracies = []
     for _ in range(settings.epochs):

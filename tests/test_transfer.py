@@ -374,9 +374,10 @@ def test_amp_runs_every_backbone_pass_in_bf16_channels_last_and_keeps_the_linear
     weights = {name: p.clone() for name, p in model.named_parameters() if not name.startswith("fc.")}
     passes = []
     model.conv1.register_forward_hook(lambda module, inputs, output: passes.append(
-        (output.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last))))
+        (output.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last),
+         module.weight.is_contiguous(memory_format=torch.channels_last))))
     result = probes.run_probe(model, target, protocol, SETTINGS, seed=0, amp=True)
-    assert passes and set(passes) == {(torch.bfloat16, True)}
+    assert passes and set(passes) == {(torch.bfloat16, True, True)}
     assert len(result.acc_per_epoch) == 2 and all(is_count_of(a, 24) for a in result.acc_per_epoch)
     assert model.fc.weight.dtype == torch.float32
     assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters() if name in weights)
