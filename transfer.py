@@ -18,7 +18,7 @@ from pathlib import Path
 import util
 from dataset import canonical_name, dataset_info
 from helper.steps import configure_backends
-from helper.transfer import PROTOCOLS, ProbeSettings, load_target, run_probe
+from helper.transfer import PROTOCOLS, ProbeSettings, load_target, probe_name, run_probe
 from models import build_model
 
 
@@ -60,9 +60,8 @@ def main(argv=None):
     run_folder = selection.run_folder
     args.source_dataset, args.target_dataset = map(canonical_name, (args.source_dataset, args.target_dataset))
     target_tag = util.dataset_tag(args.target_dataset)
-    # --amp rows get their own default file, so float32 and bf16 results of a run live side by side.
-    probe_name = f"{target_tag}_{args.protocol}" + ("_amp" if args.amp else "")
-    results_path = Path(args.results or run_folder / f"transfer_{probe_name}.jsonl")
+    name = probe_name(target_tag, args.protocol, args.amp)
+    results_path = Path(args.results or run_folder / f"transfer_{name}.jsonl")
     # A --results file may hold several targets and protocols: a row is one (target, protocol,
     # epoch), and only rows of this target and protocol count as done.
     probe = {"target_dataset": args.target_dataset, "protocol": args.protocol}
@@ -78,7 +77,7 @@ def main(argv=None):
     target = load_target(args.target_dataset, args.data_root, device)
     settings = ProbeSettings(epochs=args.epoch, lr=args.lr, weight_decay=args.wd, batch_size=args.batch)
     writer = util.make_writer(util.tensorboard_folder(run_folder))
-    scalar_tag = f"transfer/{probe_name}"
+    scalar_tag = f"transfer/{name}"
     unreadable = []
     for j, epoch, path in todo:
         model = build_model(args.model, source_classes)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import util  # noqa: E402
-from helper.transfer import PROTOCOLS  # noqa: E402
+from helper.transfer import PROTOCOLS, probe_name  # noqa: E402
 from scripts.cifar10_jpg import ARCHIVE, extract  # noqa: E402
 
 SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
@@ -92,7 +92,7 @@ def label(protocol, amp):
 
 def results_path(run_folder, protocol, amp):
     """transfer.py's default results file of the target folder 'target'."""
-    return run_folder / f"transfer_folder-target_{protocol}{'_amp' if amp else ''}.jsonl"
+    return run_folder / f"transfer_{probe_name('folder-target', protocol, amp)}.jsonl"
 
 
 def report(args, run_folder, train_seconds):

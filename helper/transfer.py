@@ -37,6 +37,13 @@ from helper.features import amp_memory_format, autocast, extract_features, featu
 PROTOCOLS = ("train_bn", "adabn", "frozen")
 
 
+def probe_name(target_tag, protocol, amp):
+    """'cifar10_adabn', or 'cifar10_adabn_amp' under --amp: the results file is
+    transfer_<probe_name>.jsonl in the run folder and the TensorBoard tag transfer/<probe_name>,
+    so float32 and bf16 results of a run live side by side."""
+    return f"{target_tag}_{protocol}" + ("_amp" if amp else "")
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
     epochs: int = 30            # target epochs
