@@ -31,14 +31,16 @@ class TrainingSession:
         # Under torchrun --batch_size stays the global batch, as with the reference's
         # DataParallel: each process takes an equal share of it.
         self.batch_size = opts.batch_size // self.world_size
-        num_classes = dataset_info(opts.dataset).num_classes
-        self.model = self.precision.prepare_model(build_model(opts.model, num_classes).to(self.device))
-        # Checked before any data is read: a wrong --resume, or a run already finished.
+        # Checked before the model is built or any data read: a wrong --resume, or a run already finished.
         self.run = util.TrainingRun(util.model_folder(run_name), opts.model, vars(opts), resume=opts.resume,
                                     writes=self.is_main)
         if self.finished:
             asked = "" if self.run.trained_epochs == opts.epochs else f" (--epochs {opts.epochs} asks for no more)"
             print(f"nothing to do: {self.run.folder} has trained {self.run.trained_epochs} epochs{asked}")
+            self.close()
+            return
+        num_classes = dataset_info(opts.dataset).num_classes
+        self.model = self.precision.prepare_model(build_model(opts.model, num_classes).to(self.device))
 
     @property
     def finished(self):
@@ -77,7 +79,11 @@ class TrainingSession:
         self.run.open()
         fit(self.run, method, self.model, step, test_loader, o.epochs, o.save_freq, o.print_freq)
         self.run.close()
-        if self.world_size > 1:
+        self.close()
+
+    def close(self):
+        """Leave the process group under torchrun: after training, or when there is nothing to do."""
+        if self.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 

@@ -1,6 +1,7 @@
 """Faults and bad input: killed runs resume to the same result, damaged files are survived,
 every bad input ends in one clear line, a non-zero exit and untouched results."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -366,3 +367,8 @@ def test_ctc_killed_in_stage_two_resumes_to_the_uninterrupted_state(tmp_path, mo
         for key, value in whole["method"][part].items():
             assert torch.equal(value, resumed["method"][part][key]), (part, key)
     assert all(torch.equal(value, resumed["model"][key]) for key, value in whole["model"].items())
+    # Resumed once more, the finished run has nothing to do: it reads no data and writes nothing.
+    shutil.rmtree(tmp_path / "crashed" / "data")
+    before = {path: path.stat().st_mtime_ns for path in (tmp_path / "crashed" / "save").rglob("*")}
+    train_ctc.main(CTC + ["--resume"])
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "crashed" / "save").rglob("*")} == before

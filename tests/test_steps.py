@@ -125,10 +125,10 @@ def _epoch_meters_of_rank(rank, port, results):
         epoch_averages = train_epoch(1, [(torch.zeros(len(target), 1), target)], torch.nn.Identity(),
                                      lambda batch: StepOutput(torch.tensor(rank + 1.0), logits), Precision("cpu"))
         assert epoch_averages == averages[1]
-        # Only rank 1 sees a non-finite loss (at its step 3): both ranks must stop, naming that step.
+        # Rank 1 goes non-finite at its step 3, rank 0 only at step 4: both stop, naming the earliest.
         diverged = EpochMeters("cpu")
         for step in range(4):
-            loss = float("nan") if rank == 1 and step == 2 else 1.0
+            loss = float("nan") if step == 3 - rank else 1.0
             diverged.update(step, StepOutput(torch.tensor(loss), logits), target)
         try:
             diverged.raise_if_diverged(epoch=5)
