@@ -13,13 +13,13 @@ drift in clock or load hits both; the medians are compared, in the same process.
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import seconds  # noqa: E402
 import util  # noqa: E402
 from helper.features import (DEFAULT_BATCH, PooledFeatures, amp_memory_format, autocast,  # noqa: E402
                              feature_extractor)
@@ -36,17 +36,8 @@ def parse_option():
     return parser.parse_args()
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(device, work):
-    synchronize(device)
-    started = time.perf_counter()
-    work()
-    synchronize(device)
-    return time.perf_counter() - started
+    return seconds(work, device)
 
 
 @torch.no_grad()

@@ -14,7 +14,6 @@ Results and the machine they came from are recorded in bench/BENCHMARKS.md ("MIN
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,8 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.timing import seconds  # noqa: E402
 from helper import mine  # noqa: E402
 from helper.steps import configure_backends  # noqa: E402
 
@@ -95,16 +96,8 @@ def timed(step, iters, device):
 
 
 def timed_once(work, device):
-    synchronize(device)
-    started = time.perf_counter()
-    work()
-    synchronize(device)
-    return (time.perf_counter() - started) * 1000
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    """Milliseconds `work()` takes."""
+    return seconds(work, device) * 1000
 
 
 def main():

@@ -12,7 +12,6 @@ Data are random uint8 images of CIFAR-100's shape: speed does not depend on pixe
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import seconds  # noqa: E402
 from dataset.arrays import ArrayDataset, ContrastIndexSampler, make_transform  # noqa: E402
 from dataset.common import CIFAR100_MEAN, CIFAR100_STD  # noqa: E402
 from dataset.gpu import ContrastSampler, DeviceLoader  # noqa: E402
@@ -93,22 +93,15 @@ def time_variant(model_name, kind, loader_kind, amp, channels_last, cuda_graph, 
     batches = iter(_forever(loader))
     for _ in range(args.warmup):
         step(precision.prepare(next(batches)))
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        step(precision.prepare(next(batches)))
-    _sync(device)
-    return (time.perf_counter() - started) / args.steps * 1000
+    def steps():
+        for _ in range(args.steps):
+            step(precision.prepare(next(batches)))
+    return seconds(steps, device) / args.steps * 1000
 
 
 def _forever(loader):
     while True:
         yield from loader
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def graph_parity(model_name, data, args, steps=5):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import seconds, synchronize  # noqa: E402
 import util  # noqa: E402
 from dataset.arrays import ArrayDataset, make_transform  # noqa: E402
 from helper.features import extract_features  # noqa: E402
@@ -56,11 +57,6 @@ def parse_option():
     return parser.parse_args()
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def random_target(args, device):
     generator = torch.Generator().manual_seed(0)
 
@@ -75,11 +71,7 @@ def time_protocol(args, target, protocol, device, amp=False):
     model = build_model(args.model, args.source_classes).to(device)
     epochs = args.train_bn_epochs if protocol == "train_bn" and args.train_bn_epochs else args.epochs
     settings = ProbeSettings(epochs=epochs, batch_size=args.batch)
-    synchronize(device)
-    started = time.perf_counter()
-    run_probe(model, target, protocol, settings, amp=amp)
-    synchronize(device)
-    return (time.perf_counter() - started) * args.epochs / epochs
+    return seconds(lambda: run_probe(model, target, protocol, settings, amp=amp), device) * args.epochs / epochs
 
 
 def reference_style_seconds(args, target, device):
