@@ -21,7 +21,6 @@ the lr and iteration count they support. With --eval_fraction the critic never t
 that share of the rows, and a results row says whether the estimate exceeds the bound on
 them (`overfitting`: the critic memorises the sample instead of measuring the dependence).
 """
-import math
 import sys
 import time
 from pathlib import Path
@@ -29,11 +28,15 @@ from pathlib import Path
 import torch
 
 import util
-from dataset import canonical_name, dataset_info, load_arrays
+from dataset import canonical_name, dataset_info, dataset_tag, load_arrays
 from helper import mine
 from helper.features import extract_features, normalised_images
-from helper.steps import configure_backends
-from models import build_model
+from helper.mine_calibration import calibrate
+from helper.mine_report import recorded_settings, report_checkpoint, results_file_name
+from helper.precision import check_bf16, configure_backends
+from helper.results import checkpoints_to_do, selected_checkpoints
+from helper.run import tensorboard_writer
+from models import build_model, model_name
 
 # The README's settings, used when --lr / --iter_num are not given.
 DEFAULT_LR = {"xt": 8e-5, "ty": 1e-5}
@@ -41,15 +44,13 @@ DEFAULT_ITERS = {"xt": 10000, "ty": 20000}
 # Checkpoints per batched run. I(T;Y)'s critic has a small first layer, so fewer critics
 # leave the GPU waiting on Python's dispatch; 8 measured 2.6x faster than 1 (BENCHMARKS.md).
 DEFAULT_BATCH_CKPTS = {"xt": 4, "ty": 8}
-NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
-CURVE_POINTS = 1000  # per-iteration curves are averaged down to at most this many TensorBoard points
 
 
 def parse_option(argv=None):
     parser = util.ArgumentParser(description="MINE estimates of I(X;T) and I(T;Y) per checkpoint")
     add = parser.add_argument
     add("--mode", default="xt", choices=("xt", "ty"), help="xt: I(X;T), ty: I(T;Y)")
-    add("--model", default="resnext32_16x4d", type=util.model_name)
+    add("--model", default="resnext32_16x4d", type=model_name)
     add("--dataset", default="cifar100", help="data set whose evaluation split is X and Y")
     add("--source_dataset", default="cifar100", help="data set the checkpoints were trained on (sets the class count)")
     add("--ckpt_path", default=None, help="run folder: a name under save/model/ or a path")
@@ -94,7 +95,7 @@ def parse_option(argv=None):
 def main(argv=None):
     args = parse_option(argv)
     device = util.pick_device(args.device)
-    util.check_bf16(device, args.amp)
+    check_bf16(device, args.amp)
     configure_backends(device)
     if not 0 <= args.eval_fraction < 1:
         raise util.UserError(f"--eval_fraction must be in [0, 1), got {args.eval_fraction}")
@@ -109,14 +110,14 @@ def main(argv=None):
 # --------------------------------------------------------------------------- checkpoints
 
 def estimate_checkpoints(args, device):
-    selection = util.selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
+    selection = selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
     run_folder = selection.run_folder
     args.dataset, args.source_dataset = map(canonical_name, (args.dataset, args.source_dataset))
-    dataset_tag = util.dataset_tag(args.dataset)
-    results_path = Path(args.results or run_folder / f"mine_{args.mode}_{dataset_tag}.jsonl")
-    todo = util.checkpoints_to_do(selection, results_path, recorded_settings(args, selection.run), args.force,
-                                  match={"mode": args.mode, "dataset": args.dataset},
-                                  predating={"run": selection.run})  # rows from before "run": the file's own
+    tag = dataset_tag(args.dataset)
+    results_path = Path(args.results or run_folder / results_file_name(args.mode, tag))
+    todo = checkpoints_to_do(selection, results_path, recorded_settings(args, selection.run), args.force,
+                             match={"mode": args.mode, "dataset": args.dataset},
+                             predating={"run": selection.run})  # rows from before "run": the file's own
     if not todo:
         return
 
@@ -129,7 +130,7 @@ def estimate_checkpoints(args, device):
         shared = normalised_images(images, info.mean, info.std, device).flatten(1)
     else:
         shared = torch.eye(info.num_classes, device=device)[torch.as_tensor(labels, device=device)]
-    writer = util.make_writer(util.tensorboard_folder(run_folder))
+    writer = tensorboard_writer(run_folder)
     failed = []
     for group_start in range(0, len(todo), args.batch_ckpts):
         group = []
@@ -143,7 +144,7 @@ def estimate_checkpoints(args, device):
                 continue
             group.append((epoch, path, features, time.time() - started))
         if group:
-            estimate_group(args, selection.run, group, shared, device, results_path, writer, dataset_tag)
+            estimate_group(args, selection.run, group, shared, device, results_path, writer, tag)
     writer.close()
     if failed:
         raise util.UserError(f"{len(failed)} of {len(todo)} checkpoint(s) could not be estimated "
@@ -169,7 +170,7 @@ def checkpoint_features(args, path, source_classes, images, info, device):
     return features
 
 
-def estimate_group(args, run, group, shared, device, results_path, writer, dataset_tag):
+def estimate_group(args, run, group, shared, device, results_path, writer, tag):
     """One batched MINE run over the checkpoints of `group`; a line, a row and curves for each."""
     features = torch.stack([item[2] for item in group])
     a, b = (shared, features) if args.mode == "xt" else (features, shared)
@@ -178,135 +179,9 @@ def estimate_group(args, run, group, shared, device, results_path, writer, datas
                                        hidden_size=args.hidden_size, seed=args.seed, amp=args.amp,
                                        eval_fraction=args.eval_fraction, early_stop=args.early_stop)
     critic_seconds = (time.time() - started) / len(group)
-    name = NAMES[args.mode]
     for (epoch, path, _, feature_seconds), result in zip(group, results):
-        print(f"{name} of {args.model} of {epoch}-th epoch is : {result.estimate}", flush=True)
-        print(f"  {describe(result)}", flush=True)
-        row = result_row(args, run, epoch, path, result, feature_seconds + critic_seconds, len(group), device)
-        util.store_result(results_path, row, keys=("mode", "dataset", "epoch"))
-        write_tensorboard(writer, f"{name}_{dataset_tag}", epoch, result)
-    writer.flush()
-
-
-def describe(result):
-    diagnostics = result.diagnostics
-    change = diagnostics["rel_change"]
-    parts = [f"status {diagnostics['status']}",
-             f"change over the last {diagnostics['span']} iterations {change:+.1%}" if change is not None
-             else "too few iterations for a trend",
-             f"{result.iterations} iterations"]
-    if result.skipped_steps:
-        parts.append(f"{result.skipped_steps} non-finite steps skipped")
-    if result.heldout_estimate is not None:
-        peak_iteration, peak = diagnostics["heldout_peak"]
-        parts.append(f"held-out {result.heldout_estimate:.4f} (peak {peak:.4f} at iteration {peak_iteration})")
-        if diagnostics["overfitting"]:
-            parts.append("the critic overfits: the estimate exceeds the held-out bound")
-    return ", ".join(parts)
-
-
-def critic_settings(args):
-    """What an estimate depends on besides its data: rows made with others do not compare."""
-    return {"lr": args.lr, "iter_num": args.iter_num, "batch_size": args.batch_size, "hidden_size": args.hidden_size,
-            "seed": args.seed, "amp": args.amp, "eval_fraction": args.eval_fraction, "early_stop": args.early_stop}
-
-
-def recorded_settings(args, run):
-    """The settings every row of a results file must share (util.checkpoints_to_do checks them)."""
-    return {"run": run, "model": args.model, "source_dataset": args.source_dataset, **critic_settings(args)}
-
-
-def estimate_row(result, seconds, device):
-    """What one critic's run gives, for a results row."""
-    return {"estimate": result.estimate, "heldout_estimate": result.heldout_estimate,
-            "status": result.diagnostics["status"], "iterations": result.iterations,
-            "seconds": round(seconds, 3), "device": str(device), "diagnostics": result.diagnostics}
-
-
-def result_row(args, run, epoch, path, result, seconds, group_size, device):
-    return {**recorded_settings(args, run), **estimate_row(result, seconds, device),
-            "epoch": epoch, "checkpoint": Path(path).name, "mode": args.mode, "dataset": args.dataset,
-            "batch_ckpts": group_size, "skipped_steps": result.skipped_steps, "heldout_curve": result.heldout_curve}
-
-
-def write_tensorboard(writer, tag, epoch, result):
-    writer.add_scalar(f"mine/{tag}", result.estimate, epoch)
-    if result.heldout_estimate is not None:
-        writer.add_scalar(f"mine_heldout/{tag}", result.heldout_estimate, epoch)
-    for step, bound, smoothed in curve_points(result):
-        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_bound", bound, step)
-        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_smoothed", smoothed, step)
-    for step, heldout in result.heldout_curve:
-        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_heldout", heldout, step)
-
-
-def curve_points(result, points=CURVE_POINTS):
-    """(iteration, mean bound of the bucket, smoothed bound) at <= `points` bucket ends."""
-    bucket = max(1, math.ceil(result.iterations / points))
-    smoothed = result.smoothed()
-    for end in range(bucket, result.iterations + bucket, bucket):
-        end = min(end, result.iterations)
-        chunk = result.curve[end - bucket:end]
-        chunk = chunk[torch.isfinite(chunk)]
-        if len(chunk):
-            yield end, float(chunk.mean()), float(smoothed[end - 1])
-
-
-# --------------------------------------------------------------------------- calibration
-
-def calibrate(args, device):
-    """Correlated Gaussians of known MI, all estimated in one batched run; prints estimate vs truth."""
-    rhos, truths = calibration_problems(args)
-    if args.results:  # refused now rather than after the estimates: a foreign or unwritable file
-        util.read_results(args.results)
-        util.check_writable(args.results)
-    if args.batch_size > mine.training_row_count(args.calibrate_rows, args.eval_fraction):
-        raise util.UserError(f"--batch_size {args.batch_size} is larger than the training rows of "
-                             f"--calibrate_rows {args.calibrate_rows}; lower it or raise --calibrate_rows")
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    pairs = [mine.correlated_gaussians(args.calibrate_rows, args.dim, rho, generator=generator, device=device)
-             for rho in rhos]
-    started = time.time()
-    results = mine.estimate_mi_batched(torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs]),
-                                       iters=args.iter_num, lr=args.lr, batch_size=args.batch_size,
-                                       hidden_size=args.hidden_size, seed=args.seed, amp=args.amp,
-                                       eval_fraction=args.eval_fraction, early_stop=args.early_stop)
-    seconds = time.time() - started
-    # The smoothed estimate (mean of the last 500 bounds) after a quarter, half and all of the iterations.
-    marks = sorted({max(1, args.iter_num * q // 4) for q in (1, 2, 4)})
-    print(f"MINE calibration: correlated Gaussians, dim {args.dim}, {args.calibrate_rows} rows, lr {args.lr}, "
-          f"batch {args.batch_size}, hidden {args.hidden_size}, {args.iter_num} iterations, {seconds:.1f} s on {device}")
-    print(" ".join([f"{'true MI':>8}", f"{'rho':>7}"] + [f"{f'@{m}':>9}" for m in marks]
-                   + [f"{'error':>8}", f"{'held-out':>9}", "status"]))
-    for rho, truth, result in zip(rhos, truths, results):
-        smoothed = result.smoothed()
-        at_marks = [float(smoothed[m - 1]) if m <= result.iterations else float("nan") for m in marks]
-        error = (result.estimate - truth) / truth
-        heldout = "" if result.heldout_estimate is None else f"{result.heldout_estimate:.4f}"
-        status = result.diagnostics["status"] + (", overfitting" if result.diagnostics["overfitting"] else "")
-        print(" ".join([f"{truth:8.4f}", f"{rho:7.4f}"] + [f"{value:9.4f}" for value in at_marks]
-                       + [f"{error:+8.1%}", f"{heldout:>9}", status]), flush=True)
-        if args.results:
-            # calibration rows accumulate: one per problem and setting
-            util.append_result(args.results, calibration_row(args, rho, truth, result, marks, at_marks,
-                                                             seconds / len(results), device))
-
-
-def calibration_row(args, rho, truth, result, marks, at_marks, seconds, device):
-    return {**critic_settings(args), **estimate_row(result, seconds, device),
-            "mode": "calibrate", "problem": "gaussian", "dim": args.dim, "rho": rho, "true_mi": truth,
-            "rows": args.calibrate_rows, "estimate_at": dict(zip(map(str, marks), at_marks))}
-
-
-def calibration_problems(args):
-    """(rhos, true MIs) from --rho or --true_mi."""
-    if (args.rho is None) == (args.true_mi is None):
-        raise util.UserError("--calibrate gaussian needs exactly one of --rho or --true_mi")
-    if args.rho is not None:
-        if not all(-1 < rho < 1 for rho in args.rho):
-            raise util.UserError(f"--rho values must lie strictly between -1 and 1, got {args.rho}")
-        return args.rho, [mine.gaussian_mi(args.dim, rho) for rho in args.rho]
-    return [mine.rho_for_mi(mi, args.dim) for mi in args.true_mi], args.true_mi
+        report_checkpoint(args, run, epoch, path, result, feature_seconds + critic_seconds, len(group), device,
+                          results_path, writer, tag)
 
 
 if __name__ == "__main__":

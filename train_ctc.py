@@ -11,12 +11,13 @@ Checkpoints go to save/model/{model}_{dataset}_a:{alpha}_b:{beta}_{note}/.
 """
 import util
 from helper.loops import CTCMethod
-from helper.session import TrainingSession
+from helper.run import ctc_run_name
+from helper.session import TrainingSession, add_training_arguments
 
 
 def parse_option(argv=None):
     parser = util.ArgumentParser(description="contrastive temporal coding")
-    util.add_training_arguments(parser, epochs=300, note="ctc")
+    add_training_arguments(parser, epochs=300, note="ctc")
     add = parser.add_argument
     add("--stage_two_epoch", type=util.positive(), default=200, help="S: last epoch of stage 1")
     add("--stage_two_decay_rate", type=float, default=0.1,
@@ -45,7 +46,7 @@ def parse_option(argv=None):
 
 def run_name(args):
     """The run folder's name under save/model/ (SPEC 2); scripts/run_paper.sh asks for it too."""
-    return util.ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note)
+    return ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note)
 
 
 def main(argv=None):

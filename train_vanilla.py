@@ -9,12 +9,13 @@ events to save/tensorboard/<same name>/. Several GPUs: torchrun --nproc_per_node
 """
 import util
 from helper.loops import CrossEntropyMethod
-from helper.session import TrainingSession
+from helper.run import vanilla_run_name
+from helper.session import TrainingSession, add_training_arguments
 
 
 def parse_option(argv=None):
     parser = util.ArgumentParser(description="plain cross-entropy training")
-    util.add_training_arguments(parser, epochs=240, note="exp")
+    add_training_arguments(parser, epochs=240, note="exp")
     parser.add_argument("--min_lr_scale", type=float, default=0.1,
                         help="cosine floor, as a fraction of the base lr")
     parser.add_argument("-t", "--trial", default="0", help="trial id, part of the run folder name")
@@ -23,7 +24,7 @@ def parse_option(argv=None):
 
 def run_name(args):
     """The run folder's name under save/model/ (SPEC 2); scripts/run_paper.sh asks for it too."""
-    return util.vanilla_run_name(args.model, args.dataset, args.learning_rate, args.trial, args.note)
+    return vanilla_run_name(args.model, args.dataset, args.learning_rate, args.trial, args.note)
 
 
 def main(argv=None):

@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 import util
-from dataset import canonical_name, dataset_info
-from helper.steps import configure_backends
+from dataset import canonical_name, dataset_info, dataset_tag
+from helper.precision import check_bf16, configure_backends
+from helper.results import checkpoints_to_do, selected_checkpoints, store_result
+from helper.run import tensorboard_writer
 from helper.transfer import PROTOCOLS, ProbeSettings, load_target, probe_name, run_probe
-from models import build_model
+from models import build_model, model_name
 
 
 def parse_option(argv=None):
@@ -28,7 +30,7 @@ def parse_option(argv=None):
     add("--source_dataset", default="cifar100", help="data set the checkpoints were trained on (sets the class count)")
     add("--target_dataset", default="cinic10",
         help="cinic10, cifar10, cifar100, stl10, fashion-mnist, emnist or folder:<path>")
-    add("--model", default="resnext32_16x4d", type=util.model_name)
+    add("--model", default="resnext32_16x4d", type=model_name)
     add("--ckpt_path", required=True, help="run folder: a name under save/model/ or a path")
     add("--start_epoch", type=int, default=2, help="first checkpoint epoch to evaluate")
     add("--skip", type=util.positive(), default=2, help="evaluate epochs start_epoch, start_epoch+skip, ...")
@@ -54,12 +56,12 @@ def parse_option(argv=None):
 def main(argv=None):
     args = parse_option(argv)
     device = util.pick_device(args.device)
-    util.check_bf16(device, args.amp)
+    check_bf16(device, args.amp)
     configure_backends(device)
-    selection = util.selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
+    selection = selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
     run_folder = selection.run_folder
     args.source_dataset, args.target_dataset = map(canonical_name, (args.source_dataset, args.target_dataset))
-    target_tag = util.dataset_tag(args.target_dataset)
+    target_tag = dataset_tag(args.target_dataset)
     name = probe_name(target_tag, args.protocol, args.amp)
     results_path = Path(args.results or run_folder / f"transfer_{name}.jsonl")
     # A --results file may hold several targets and protocols: a row is one (target, protocol,
@@ -68,7 +70,7 @@ def main(argv=None):
     recorded = {"run": selection.run, "model": args.model, "source_dataset": args.source_dataset, "lr": args.lr,
                 "wd": args.wd, "batch": args.batch, "epochs": args.epoch, "seed": args.seed, "amp": args.amp}
     # Rows written before --amp existed were float32; before "run" existed, of the file's own run.
-    todo = util.checkpoints_to_do(selection, results_path, recorded, args.force, match=probe,
+    todo = checkpoints_to_do(selection, results_path, recorded, args.force, match=probe,
                                   predating={"amp": False, "run": selection.run})
     if not todo:
         return
@@ -76,7 +78,7 @@ def main(argv=None):
     source_classes = dataset_info(args.source_dataset).num_classes
     target = load_target(args.target_dataset, args.data_root, device)
     settings = ProbeSettings(epochs=args.epoch, lr=args.lr, weight_decay=args.wd, batch_size=args.batch)
-    writer = util.make_writer(util.tensorboard_folder(run_folder))
+    writer = tensorboard_writer(run_folder)
     scalar_tag = f"transfer/{name}"
     unreadable = []
     for j, epoch, path in todo:
@@ -97,7 +99,7 @@ def main(argv=None):
         row = {**recorded, **probe, "epoch": epoch, "checkpoint": path.name, "momentum": settings.momentum,
                "best_acc": result.best_acc, "final_acc": result.final_acc, "acc_per_epoch": result.acc_per_epoch,
                "device": str(device), "seconds": round(time.time() - started, 3)}
-        util.store_result(results_path, row, keys=(*probe, "epoch"))
+        store_result(results_path, row, keys=(*probe, "epoch"))
         writer.add_scalar(scalar_tag, result.best_acc, epoch)
         writer.flush()
     writer.close()

@@ -21,9 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import seconds  # noqa: E402
 import util  # noqa: E402
-from helper.features import (DEFAULT_BATCH, PooledFeatures, amp_memory_format, autocast,  # noqa: E402
-                             feature_extractor)
-from helper.steps import configure_backends  # noqa: E402
+from helper.features import DEFAULT_BATCH, PooledFeatures, feature_extractor  # noqa: E402
+from helper.precision import autocast, configure_backends, in_channels_last  # noqa: E402
 from models import build_model  # noqa: E402
 
 
@@ -44,7 +43,7 @@ def timed(device, work):
 def forward_all(module, images, amp):
     for start in range(0, len(images), DEFAULT_BATCH):
         with autocast(images.device, amp):
-            module(amp_memory_format(images[start:start + DEFAULT_BATCH], amp))
+            module(in_channels_last(images[start:start + DEFAULT_BATCH], amp))
 
 
 def main():
@@ -58,7 +57,7 @@ def main():
           f"{'break-even images':>19}")
     for name in args.models:
         for amp in (False, True):
-            model = amp_memory_format(build_model(name, 100).to(device).eval(), amp)
+            model = in_channels_last(build_model(name, 100).to(device).eval(), amp)
             own = PooledFeatures(model)
             holder = {}
             builds = [timed(device, lambda: holder.update(folded=feature_extractor(model, amp, fold=True)))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import seconds  # noqa: E402
 from helper import mine  # noqa: E402
-from helper.steps import configure_backends  # noqa: E402
+from helper.precision import configure_backends  # noqa: E402
 
 SIZES = {  # rows, x_dim, t_dim, batch, hidden
     "full": (10000, 3072, 512, 5000, 1024),

@@ -25,7 +25,8 @@ from dataset.arrays import ArrayDataset, ContrastIndexSampler, make_transform  #
 from dataset.common import CIFAR100_MEAN, CIFAR100_STD  # noqa: E402
 from dataset.gpu import ContrastSampler, DeviceLoader  # noqa: E402
 from helper.loops import CrossEntropyMethod, CTCMethod  # noqa: E402
-from helper.steps import Precision, build_step, configure_backends  # noqa: E402
+from helper.precision import Precision, configure_backends  # noqa: E402
+from helper.steps import build_step  # noqa: E402
 from models import build_model  # noqa: E402
 
 

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import util  # noqa: E402
+from helper.results import read_results  # noqa: E402
+from helper.run import model_folder, vanilla_run_name  # noqa: E402
 from helper.transfer import PROTOCOLS, probe_name  # noqa: E402
 from scripts.cifar10_jpg import ARCHIVE, extract  # noqa: E402
 
@@ -70,8 +72,8 @@ def main():
         train_seconds = run([str(ROOT / "train_vanilla.py"), "--dataset", source, "--model", args.model,
                              "--epochs", str(args.source_epochs), "--save_freq", "1", "--num_workers", "0",
                              "--note", "protocols", "--device", args.device, "--print_freq", "1000"], workdir)
-        run_name = util.vanilla_run_name(args.model, source, 0.05, "0", "protocols")
-        run_folder = workdir / util.model_folder(run_name)
+        run_name = vanilla_run_name(args.model, source, 0.05, "0", "protocols")
+        run_folder = workdir / model_folder(run_name)
         for protocol, amp in variants(args):
             run([str(ROOT / "transfer.py"), "--source_dataset", source, "--target_dataset", target,
                                      "--model", args.model, "--ckpt_path", str(run_folder), "--start_epoch", "1",
@@ -97,7 +99,7 @@ def results_path(run_folder, protocol, amp):
 
 def report(args, run_folder, train_seconds):
     rows = {label(protocol, amp): {row["epoch"]: row
-                                   for row in util.read_results(results_path(run_folder, protocol, amp))}
+                                   for row in read_results(results_path(run_folder, protocol, amp))}
             for protocol, amp in variants(args)}
     others = [name for name in rows if name != "train_bn"]
     source_acc = {int(row["epoch"]): float(row["test_top1"]) for row in util.read_csv(run_folder / "metrics.csv")}

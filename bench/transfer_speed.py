@@ -30,7 +30,7 @@ from bench.timing import seconds, synchronize  # noqa: E402
 import util  # noqa: E402
 from dataset.arrays import ArrayDataset, make_transform  # noqa: E402
 from helper.features import extract_features  # noqa: E402
-from helper.steps import configure_backends  # noqa: E402
+from helper.precision import configure_backends  # noqa: E402
 from helper.transfer import (PROTOCOLS, ProbeSettings, TargetData, adapt_batchnorm, new_classifier,  # noqa: E402
                              run_probe, train_linear_on_features, train_linear_plain)
 from models import build_model  # noqa: E402

@@ -29,7 +29,7 @@ FOLDER_PREFIX = "folder:"
 LOADERS = ("torch", "gpu", "auto")
 GPU_MEMORY_SHARE = 0.25  # loader='auto' keeps the data on the GPU only if it takes less than this of free memory
 
-__all__ = ["DatasetInfo", "canonical_name", "dataset_info", "load_arrays", "build_dataset", "build_loaders",
+__all__ = ["DatasetInfo", "canonical_name", "dataset_tag", "dataset_info", "load_arrays", "build_dataset", "build_loaders",
            "DeviceLoader", "ContrastSampler", "AUGMENTATIONS", "VARIANTS", "CONTRAST_MODES", "LOADERS"]
 
 
@@ -144,6 +144,13 @@ def canonical_name(name):
     'folder:imgs', 'folder:./imgs/' and 'folder:/data/imgs' are one data set."""
     if name.startswith(FOLDER_PREFIX) and name[len(FOLDER_PREFIX):]:
         return FOLDER_PREFIX + str(_folder_path(name).resolve())
+    return name
+
+
+def dataset_tag(name):
+    """A data set name usable in a file or folder name ('folder:/a/b' -> 'folder-b')."""
+    if name.startswith(FOLDER_PREFIX):
+        return "folder-" + Path(name[len(FOLDER_PREFIX):]).name
     return name
 
 

@@ -8,6 +8,7 @@ set and a test set written by separate calls agree on what each class looks like
 Each writer returns what it wrote as uint8 HWC arrays and int64 labels, in the
 order the loaders read them back, so tests can compare pixel for pixel.
 """
+import gzip
 import pickle
 from pathlib import Path
 
@@ -147,7 +148,6 @@ def write_stl10(root, n_train=100, n_test=50, seed=0, size=96):
 def write_idx_gray(root, folder, prefixes, num_classes, n_train=60, n_test=30, seed=0, gz=True):
     """`{root}/{folder}/raw/{prefix}-{images-idx3,labels-idx1}-ubyte[.gz]` as torchvision downloads
     Fashion-MNIST (folder 'FashionMNIST') and EMNIST ('EMNIST'). Returns {split: (images [N, 28, 28], labels)}."""
-    import gzip
     raw = Path(root) / folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -15,6 +15,7 @@ import torch.nn as nn
 from torch.fx.experimental.optimization import fuse as fold_conv_batchnorm
 
 from dataset.gpu import Normalise
+from helper.precision import autocast, in_channels_last
 
 DEFAULT_BATCH = 1024
 
@@ -31,24 +32,6 @@ def normalised_images(images_uint8, mean, std, device):
     """All images as float32 [N, 3, H, W] on `device`, normalised as at test time."""
     nchw = as_device_uint8(images_uint8, device).permute(0, 3, 1, 2)
     return Normalise(mean, std, device)(nchw).contiguous()
-
-
-def autocast(device, amp):
-    """bf16 autocast on `device`'s type when `amp`, a no-op context otherwise."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bool(amp))
-
-
-def amp_memory_format(model_or_images, amp):
-    """The model (in place) or a batch in channels_last memory format when `amp`, unchanged otherwise.
-
-    Tensor-core convolutions on a GPU run in NHWC; an NCHW model and input would be
-    transposed around every convolution, which eats much of what bf16 saves.
-    """
-    if not amp:
-        return model_or_images
-    if isinstance(model_or_images, torch.Tensor):
-        return model_or_images.contiguous(memory_format=torch.channels_last)
-    return model_or_images.to(memory_format=torch.channels_last)
 
 
 class PooledFeatures(nn.Module):
@@ -86,7 +69,7 @@ def feature_extractor(model, amp=False, fold=None):
     activation it normalised. Pre-activation BatchNorms (the WRNs') stay. Models torch.fx
     cannot trace (the VGGs branch on a tensor's size) run unfolded.
     """
-    extractor = PooledFeatures(amp_memory_format(model.eval(), amp))
+    extractor = PooledFeatures(in_channels_last(model.eval(), amp))
     if not (folds_batchnorm(next(model.parameters()).device) if fold is None else fold):
         return extractor
     try:
@@ -95,7 +78,7 @@ def feature_extractor(model, amp=False, fold=None):
         extractor.recompile()
     except Exception:  # an untraceable model: same features, without the saving
         pass
-    return amp_memory_format(extractor.eval(), amp)
+    return in_channels_last(extractor.eval(), amp)
 
 
 @torch.no_grad()
@@ -112,7 +95,7 @@ def extract_features(model, images_uint8, mean, std, device, batch_size=DEFAULT_
     features = feature_extractor(model.to(device), amp)
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = amp_memory_format(normalise(images[start:start + batch_size]), amp)
+        batch = in_channels_last(normalise(images[start:start + batch_size]), amp)
         with autocast(device, amp):
             chunks.append(features(batch).float())
     if not chunks:

@@ -1,13 +1,15 @@
-"""Training and evaluation loops shared by train_vanilla.py and train_ctc.py.
+"""Training methods and the loops that run them, shared by train_vanilla.py and train_ctc.py.
 
-A loop knows nothing about the method: it is handed a `loss_fn(batch) -> StepOutput`
-that computes the loss of one batch (cross-entropy, or CE + the CTC terms).
+A method (CrossEntropyMethod, CTCMethod) owns its loss, its learning-rate schedule and
+weight decay per epoch, and its state; the loops know nothing about it beyond
+`loss(batch) -> StepOutput` (cross-entropy, or CE + the CTC terms).
 
 Running sums live on the device and are read back only every `print_freq` steps and at
 the end of the epoch, so a GPU step never waits for the host (the reference synchronised
 after every step to update its meters).
 """
 import copy
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import util
 from helper.ctc import CTCLoss, InstanceLoss
+from util import UserError
 
 
 @dataclass
@@ -148,6 +150,25 @@ def validate(loader, model, precision, print_freq=100):
     return avg
 
 
+# --------------------------------------------------------------------------- LR schedules
+
+def vanilla_lr(epoch, base_lr, epochs, min_lr_scale=0.1, warmup_epochs=5):
+    """SPEC 5: linear warm-up over the first 5 epochs, then cosine down to min_lr_scale*base."""
+    if epoch <= warmup_epochs:
+        return base_lr * epoch / warmup_epochs
+    cosine = 0.5 * (1 + math.cos(math.pi * epoch / (epochs + 1)))
+    return base_lr * (min_lr_scale + (1 - min_lr_scale) * cosine)
+
+
+def ctc_lr(epoch, base_lr, epochs, stage_two_epoch, stage_two_decay_rate):
+    """SPEC 6: one cosine per stage, no warm-up; stage 2 restarts at base*decay_rate."""
+    if epoch <= stage_two_epoch:
+        return base_lr * 0.5 * (1 + math.cos(math.pi * epoch / (stage_two_epoch + 1)))
+    epoch_in_stage = epoch - stage_two_epoch
+    stage_len = epochs - stage_two_epoch
+    return base_lr * stage_two_decay_rate * 0.5 * (1 + math.cos(math.pi * epoch_in_stage / (stage_len + 1)))
+
+
 # --------------------------------------------------------------------------- whole runs
 
 class CrossEntropyMethod:
@@ -167,7 +188,7 @@ class CrossEntropyMethod:
         self.epochs, self.min_lr_scale = epochs, min_lr_scale
 
     def lr(self, epoch):
-        return util.vanilla_lr(epoch, self.base_lr, self.epochs, self.min_lr_scale)
+        return vanilla_lr(epoch, self.base_lr, self.epochs, self.min_lr_scale)
 
     def weight_decay(self, epoch):
         return self.base_wd
@@ -193,20 +214,12 @@ class CrossEntropyMethod:
 def fit(run, method, model, step, test_loader, epochs, save_freq, print_freq):
     """Train epochs run.start_epoch..epochs: validate, log and checkpoint after each one.
 
-    `model` is the bare network (what is saved and validated); the method may train it
-    through a wrapper such as DistributedDataParallel.
+    `run` is the helper.run.TrainingRun (a resumed run is restored from it first); `model`
+    is the bare network (what is saved and validated); the method may train it through a
+    wrapper such as DistributedDataParallel.
     """
-    best_acc = 0.0
-    optimizer, precision = step.optimizer, step.precision
-    if run.resume_state:
-        state = run.resume_state
-        model.load_model(state)
-        optimizer.load_state_dict(state["optimizer"])
-        step.load_state_dict(state.get("step", {}))
-        method.load_state_dict(state.get("method", {}))
-        best_acc = state["best_acc"]
-        util.set_rng_state(state["rng"])
-        print(f"==> resuming {run.folder} after epoch {state['epoch']}")
+    precision = step.precision
+    run.restore(model, step, method)
     for epoch in range(run.start_epoch, epochs + 1):
         lr = method.lr(epoch)
         loader = method.begin_epoch(epoch)
@@ -218,20 +231,16 @@ def fit(run, method, model, step, test_loader, epochs, save_freq, print_freq):
         except NonFiniteLoss as err:
             kept = (f"the last good checkpoint is {run.last_path}" if run.last_path.is_file()
                     else "no checkpoint had been written yet")
-            raise util.UserError(f"{err}; training stopped, {kept}") from None
+            raise UserError(f"{err}; training stopped, {kept}") from None
         print(f"epoch {epoch}, total time {time.time() - started:.2f}")
         method.end_epoch(epoch)
         test = validate(test_loader, model, precision, print_freq)
-        is_best = test["top1"] > best_acc
-        best_acc = max(best_acc, test["top1"])
         run.log_epoch(epoch, {"lr": lr, **{f"train_{k}": v for k, v in train.items()},
                               **{f"test_{k}": v for k, v in test.items()},
                               "seconds": round(time.time() - started, 3)})
-        run.save(epoch, model.state_dict(), test["top1"], save_freq, is_best,
-                 {"optimizer": optimizer.state_dict(), "best_acc": best_acc, "method": method.state_dict(),
-                  "step": step.state_dict()})
-    print("best accuracy:", best_acc)
-    return best_acc
+        run.save(epoch, model, test["top1"], save_freq, step, method)
+    print(f"best accuracy: {run.best_acc:.3f}")
+    return run.best_acc
 
 
 class CTCMethod:
@@ -266,7 +275,7 @@ class CTCMethod:
 
     def lr(self, epoch):
         o = self.opts
-        return util.ctc_lr(epoch, o.learning_rate, o.epochs, o.stage_two_epoch, o.stage_two_decay_rate)
+        return ctc_lr(epoch, o.learning_rate, o.epochs, o.stage_two_epoch, o.stage_two_decay_rate)
 
     def weight_decay(self, epoch):
         coef = self.opts.weight_decay_coef if epoch <= self.opts.stage_two_epoch else 1.0

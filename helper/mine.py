@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from helper.features import autocast
+from helper.precision import autocast
 
 MA_RATE = 0.01          # moving-average rate of mean(exp T_marg), as in the reference
 INIT_STD = 0.02         # std of the first three layers' weights, as in the reference
@@ -425,22 +425,3 @@ def heldout_diagnostics(estimate, heldout_curve, heldout_noise=0.0):
     threshold = max(OVERFIT_GAP * abs(estimate), SCALE_FLOOR, NOISE_SIGMAS * heldout_noise)
     return {"heldout_estimate": heldout, "heldout_noise": heldout_noise, "heldout_gap": gap,
             "heldout_peak": [peak_iteration, peak], "overfitting": bool(gap > threshold)}
-
-
-# --------------------------------------------------------------------------- calibration
-
-def gaussian_mi(dim, rho):
-    """True I(X;Y) in nats of X, Y in R^dim with coordinate pairs of correlation rho."""
-    return -dim / 2 * math.log(1 - rho ** 2)
-
-
-def rho_for_mi(mi, dim):
-    """The correlation at which `dim` coordinate pairs carry `mi` nats."""
-    return math.sqrt(1 - math.exp(-2 * mi / dim))
-
-
-def correlated_gaussians(rows, dim, rho, *, generator=None, device=None):
-    """X ~ N(0, I), Y = rho X + sqrt(1 - rho^2) Z: [rows, dim] each, I(X;Y) = gaussian_mi(dim, rho)."""
-    x = torch.randn(rows, dim, generator=generator, device=device)
-    noise = torch.randn(rows, dim, generator=generator, device=device)
-    return x, rho * x + math.sqrt(1 - rho ** 2) * noise

@@ -8,24 +8,7 @@ full-size batch once per training stage and replays it; the tail batch of an epo
 update is torch.optim.SGD's formula on the optimizer's own momentum buffers, so
 checkpoints, resuming and eager steps all share one optimizer state.
 """
-import contextlib
-
 import torch
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def configure_backends(device, cudnn_benchmark=True, tf32=True):
-    """cuDNN autotuning and TF32 matmuls/convolutions on CUDA.
-
-    TF32 is on by default because the paper's numbers were made with PyTorch 1.10 on
-    Ampere GPUs, where it was the default for convolutions and matrix products.
-    """
-    if torch.device(device).type != "cuda":
-        return
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def build_step(optimizer, precision, batch_size, cuda_graph=False):
@@ -33,30 +16,6 @@ def build_step(optimizer, precision, batch_size, cuda_graph=False):
     if cuda_graph:
         return GraphedTrainStep(optimizer, precision, batch_size)
     return TrainStep(optimizer, precision)
-
-
-class Precision:
-    """Autocast dtype and memory format of a run (--amp, --channels_last)."""
-
-    def __init__(self, device, amp="none", channels_last=False):
-        self.device = torch.device(device)
-        self.dtype = AMP_DTYPES[amp]
-        self.channels_last = channels_last
-
-    def autocast(self, cache_enabled=True):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=cache_enabled)
-
-    def prepare(self, batch):
-        """Move a batch to the device; images in channels_last when asked for."""
-        batch = [t.to(self.device, non_blocking=True) for t in batch]
-        if self.channels_last:
-            batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
-        return tuple(batch)
-
-    def prepare_model(self, model):
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
 
 class TrainStep:

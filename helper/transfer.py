@@ -32,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset import DeviceLoader, dataset_info, load_arrays
-from helper.features import amp_memory_format, autocast, extract_features, feature_extractor
+from helper.features import extract_features, feature_extractor
+from helper.precision import autocast, in_channels_last
 
 PROTOCOLS = ("train_bn", "adabn", "frozen")
 
@@ -166,14 +167,14 @@ def _record(accuracies, accuracy, on_epoch):
 def _probe_train_bn(model, classifier, target, settings, generator, on_epoch, amp=False):
     train_loader = target.loader("train", settings.batch_size, shuffle=True, generator=generator)
     test_loader = target.loader("test", settings.batch_size)
-    amp_memory_format(model, amp)
+    in_channels_last(model, amp)
     optimizer, scheduler = _linear_optimizer(classifier, settings)
     accuracies = []
     for _ in range(settings.epochs):
         model.train()  # BatchNorm: batch statistics, running statistics updated every step
         for images, labels in train_loader:
             with torch.no_grad(), autocast(images.device, amp):
-                features = model(amp_memory_format(images, amp), is_feat=True)[0][-1].float()
+                features = model(in_channels_last(images, amp), is_feat=True)[0][-1].float()
             loss = F.cross_entropy(classifier(features), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -194,7 +195,7 @@ def evaluate(model, loader, amp=False):
     correct = torch.zeros((), dtype=torch.int64, device=loader.device)
     for images, labels in loader:
         with autocast(images.device, amp):
-            pooled = features(amp_memory_format(images, amp))
+            pooled = features(in_channels_last(images, amp))
         correct += (classifier(pooled.float()).argmax(dim=1) == labels).sum()
     return int(correct.item()) / loader.dataset_size
 
@@ -227,10 +228,10 @@ def adapt_batchnorm(model, loader, amp=False):
         layer.reset_running_stats()
         layer.momentum = None
     model.train()
-    amp_memory_format(model, amp)
+    in_channels_last(model, amp)
     for images, _ in loader:
         with autocast(images.device, amp):
-            model(amp_memory_format(images, amp))
+            model(in_channels_last(images, amp))
     for layer, momentum in zip(layers, momenta):
         layer.momentum = momentum
     model.eval()

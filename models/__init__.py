@@ -5,6 +5,8 @@ with feats[-1] the pooled penultimate vector), `load_model(path_or_state)`,
 `get_classifier()` / `set_classifier(linear)` and `feat_dim`. Names, state-dict keys
 and shapes match the reference code, so its checkpoints load unchanged.
 """
+import argparse
+
 from util import UserError
 
 from . import mobilenetv2, resnet, resnetv2, resnext, shufflenetv1, shufflenetv2, vgg, wrn
@@ -61,6 +63,13 @@ def unknown_model(name):
     return None if name in model_dict else f"unknown model '{name}'; known models: {', '.join(model_dict)}"
 
 
+def model_name(text):
+    """argparse type of --model: a typo is refused before any file is read or written."""
+    if message := unknown_model(text):
+        raise argparse.ArgumentTypeError(message)
+    return text
+
+
 def build_model(name, num_classes):
     """model_dict[name](num_classes), with a one-line error listing the known names."""
     if message := unknown_model(name):
@@ -68,4 +77,4 @@ def build_model(name, num_classes):
     return model_dict[name](num_classes)
 
 
-__all__ = ["model_dict", "build_model", "unknown_model", "ZooModel", "state_dict_shapes"]
+__all__ = ["model_dict", "build_model", "model_name", "unknown_model", "ZooModel", "state_dict_shapes"]

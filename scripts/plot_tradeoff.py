@@ -25,6 +25,8 @@ from matplotlib.lines import Line2D
 # Run as `python scripts/plot_tradeoff.py` from the repository root: util lives there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
+from helper.results import read_results  # noqa: E402
+from helper.run import resolve_run_folder  # noqa: E402
 
 # The protocol is the file name's last part; it is matched by name because both the
 # protocol (train_bn) and a target tag (folder-my_set) may contain underscores. Results of
@@ -70,7 +72,7 @@ def series(rows, key):
 
 def read(path):
     """A results file's rows; a damaged line is reported and skipped (plotting writes nothing back)."""
-    return util.read_results(path, damaged="warn")
+    return read_results(path, damaged="warn")
 
 
 def load_run(folder, name):
@@ -259,7 +261,7 @@ def run_names(folders):
 
 
 def plot_tradeoff(args):
-    folders = [util.resolve_run_folder(name) for name in args.runs]
+    folders = [resolve_run_folder(name) for name in args.runs]
     runs = [load_run(folder, name) for folder, name in zip(folders, run_names(folders))]
     choice = choose_transfer(runs, args.target, args.protocol)
     shown = panels(runs, choice)

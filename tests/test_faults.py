@@ -12,6 +12,8 @@ import torch
 import fakedata
 import train_vanilla
 import util
+from helper.results import read_results
+from helper.run import checkpoint_path
 from tests.conftest import ROOT
 
 TRAIN = ["--epochs", "3", "--model", "resnet8", "--batch_size", "16", "--num_workers", "0", "--save_freq", "1",
@@ -147,7 +149,7 @@ def run_folder(tmp_path, monkeypatch):
     for epoch in (2, 4):
         torch.manual_seed(epoch)
         util.atomic_save({"epoch": epoch, "model": build_model("resnet8", 100).state_dict(), "accuracy": 1.0},
-                         util.checkpoint_path(tmp_path / "run", epoch))
+                         checkpoint_path(tmp_path / "run", epoch))
     monkeypatch.chdir(tmp_path)
     return tmp_path / "run"
 
@@ -160,16 +162,16 @@ def test_a_truncated_results_file_is_repaired_by_the_next_run(run_folder, capsys
     transfer.main(PROBE)
     out = capsys.readouterr()
     assert "not a complete result row" in out.err and "skipping epoch(s) 2" in out.out
-    assert [row["epoch"] for row in util.read_results(results)] == [2, 4]
+    assert [row["epoch"] for row in read_results(results)] == [2, 4]
     assert results.read_text().splitlines()[0] == first[0]
 
 
 def test_a_truncated_checkpoint_is_named_and_the_rest_still_run(run_folder, capsys):
-    path = util.checkpoint_path(run_folder, 2)
+    path = checkpoint_path(run_folder, 2)
     path.write_bytes(path.read_bytes()[:1000])
     result = in_process(transfer.main, PROBE, capsys)
     assert result.returncode != 0 and "ckpt_epoch_2.pth cannot be read" in result.stderr
-    assert [row["epoch"] for row in util.read_results(run_folder / "transfer_cifar10_train_bn.jsonl")] == [4]
+    assert [row["epoch"] for row in read_results(run_folder / "transfer_cifar10_train_bn.jsonl")] == [4]
 
 
 @pytest.mark.parametrize("change, message", [
@@ -191,7 +193,7 @@ def test_bad_transfer_input_is_one_line_and_keeps_results(run_folder, capsys, ch
 
 
 def test_the_truncated_checkpoint_message_names_the_fault_in_whole(run_folder, capsys):
-    path = util.checkpoint_path(run_folder, 2)
+    path = checkpoint_path(run_folder, 2)
     path.write_bytes(path.read_bytes()[:1000])
     line = in_process(transfer.main, PROBE, capsys).stderr.splitlines()[0]
     assert line.endswith("failed reading zip archive: failed finding central directory"), line
@@ -249,7 +251,7 @@ def test_force_with_other_settings_on_some_checkpoints_is_refused_instead_of_mix
     # Shards of one forced rerun together replace every row: each may run, one after the other.
     for shard in ("0/2", "1/2"):
         transfer.main(PROBE + ["--lr", "0.1", "--force", "--shard", shard])
-    assert [(row["epoch"], row["lr"]) for row in util.read_results(results)] == [(2, 0.1), (4, 0.1)]
+    assert [(row["epoch"], row["lr"]) for row in read_results(results)] == [(2, 0.1), (4, 0.1)]
 
 
 def test_a_renamed_run_folder_keeps_its_results_file_and_force_redoes_it(run_folder, capsys):
@@ -259,7 +261,7 @@ def test_a_renamed_run_folder_keeps_its_results_file_and_force_redoes_it(run_fol
     line = one_line_error(in_process(transfer.main, renamed, capsys))
     assert "made with other settings: run run (now renamed)" in line and "--force" in line
     transfer.main(renamed + ["--force"])
-    rows = util.read_results(run_folder.with_name("renamed") / "transfer_cifar10_train_bn.jsonl")
+    rows = read_results(run_folder.with_name("renamed") / "transfer_cifar10_train_bn.jsonl")
     assert [(row["epoch"], row["run"]) for row in rows] == [(2, "renamed"), (4, "renamed")]
 
 
@@ -327,7 +329,7 @@ def test_rerun_with_other_settings_is_refused_instead_of_mixing_rows(run_folder,
     assert "made with other settings: lr 0.4 (now 0.1)" in line and "--force" in line
     assert results.read_bytes() == before
     transfer.main(PROBE + ["--lr", "0.1", "--force"])
-    assert {row["lr"] for row in util.read_results(results)} == {0.1}
+    assert {row["lr"] for row in read_results(results)} == {0.1}
 
 
 # --------------------------------------------------------------------------- CTC resume across the stage switch

@@ -5,6 +5,8 @@ import torch
 
 import transfer
 import util
+from helper.results import read_results
+from helper.run import checkpoint_path
 from dataset import dataset_info, load_arrays
 from dataset.common import resize_images
 from dataset.synthetic import write_idx_gray
@@ -46,9 +48,9 @@ def test_transfer_to_fashion_mnist(tmp_path, monkeypatch, capsys):
     write_idx_gray(tmp_path / "data", "FashionMNIST", FASHION, 10, n_train=40, n_test=20)
     torch.manual_seed(0)
     util.atomic_save({"epoch": 2, "model": build_model("resnet8", 100).state_dict(), "accuracy": 1.0},
-                     util.checkpoint_path(tmp_path / "run", 2))
+                     checkpoint_path(tmp_path / "run", 2))
     monkeypatch.chdir(tmp_path)
     transfer.main(["--target_dataset", "fashion-mnist", "--model", "resnet8", "--ckpt_path", "run", "--epoch", "1",
                    "--batch", "16", "--device", "cpu", "--protocol", "frozen"])
     assert "Source Epoch: 1, Target Epoch: 1, Best Acc: " in capsys.readouterr().out
-    assert util.read_results(tmp_path / "run/transfer_fashion-mnist_frozen.jsonl")[0]["epoch"] == 2
+    assert read_results(tmp_path / "run/transfer_fashion-mnist_frozen.jsonl")[0]["epoch"] == 2

@@ -12,6 +12,7 @@ import torch
 import models
 from helper import mine
 from helper.features import extract_features, normalised_images
+from helper.mine_calibration import correlated_gaussians, gaussian_mi, rho_for_mi
 from tests.fakedata import class_images
 
 MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussians(mi, dim, rows=2000, seed=1):
-    rho = mine.rho_for_mi(mi, dim) if mi else 0.0
-    return mine.correlated_gaussians(rows, dim, rho, generator=torch.Generator().manual_seed(seed))
+    rho = rho_for_mi(mi, dim) if mi else 0.0
+    return correlated_gaussians(rows, dim, rho, generator=torch.Generator().manual_seed(seed))
 
 
 # --------------------------------------------------------------------------- features
@@ -289,8 +290,8 @@ def test_a_critic_memorising_a_small_sample_is_flagged_as_overfitting():
 # --------------------------------------------------------------------------- calibration helpers
 
 def test_gaussian_truth_and_sampler_agree():
-    assert mine.gaussian_mi(1, 0.5) == pytest.approx(-0.5 * math.log(0.75))
-    assert mine.gaussian_mi(3, mine.rho_for_mi(1.7, 3)) == pytest.approx(1.7)
-    x, y = mine.correlated_gaussians(20000, 2, 0.6, generator=torch.Generator().manual_seed(0))
+    assert gaussian_mi(1, 0.5) == pytest.approx(-0.5 * math.log(0.75))
+    assert gaussian_mi(3, rho_for_mi(1.7, 3)) == pytest.approx(1.7)
+    x, y = correlated_gaussians(20000, 2, 0.6, generator=torch.Generator().manual_seed(0))
     correlation = np.corrcoef(x[:, 1].numpy(), y[:, 1].numpy())[0, 1]
     assert correlation == pytest.approx(0.6, abs=0.02) and y.std().item() == pytest.approx(1.0, abs=0.03)

@@ -15,6 +15,9 @@ import torch
 
 import mine
 import util
+from helper.mine_calibration import rho_for_mi
+from helper.results import read_results
+from helper.run import checkpoint_path
 from models import build_model
 from tests import fakedata
 from tests.conftest import ROOT
@@ -44,7 +47,7 @@ def workdir(tmp_path, monkeypatch):
     for epoch in EPOCHS:
         torch.manual_seed(epoch)
         util.atomic_save({"epoch": epoch, "model": build_model("resnet8", 100).state_dict(), "accuracy": 1.0},
-                         util.checkpoint_path(folder, epoch))
+                         checkpoint_path(folder, epoch))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -87,7 +90,7 @@ def test_xt_prints_the_reference_line_writes_rows_and_curves_and_skips_on_rerun(
     mine.main(XT)
     out = capsys.readouterr().out
     lines = printed(out, "I(X;T)")
-    rows = util.read_results(results_file(workdir, "xt", "cifar100"))
+    rows = read_results(results_file(workdir, "xt", "cifar100"))
     assert [epoch for epoch, _ in lines] == [row["epoch"] for row in rows] == list(EPOCHS)
     for (_, value), row in zip(lines, rows):
         assert value == repr(row["estimate"]) and math.isfinite(row["estimate"])
@@ -109,7 +112,7 @@ def test_xt_prints_the_reference_line_writes_rows_and_curves_and_skips_on_rerun(
 
     mine.main(XT + ["--force", "--start_epoch", "4", "--skip", "100"])
     assert [epoch for epoch, _ in printed(capsys.readouterr().out, "I(X;T)")] == [4]
-    rerun = util.read_results(results_file(workdir, "xt", "cifar100"))
+    rerun = read_results(results_file(workdir, "xt", "cifar100"))
     assert [row["epoch"] for row in rerun] == list(EPOCHS)              # replaced, not appended
     # same seed, same number, whether estimated alone or in a batch of three
     assert rerun[1]["batch_ckpts"] == 1 and rerun[1]["estimate"] == pytest.approx(rows[1]["estimate"], abs=1e-6)
@@ -118,7 +121,7 @@ def test_xt_prints_the_reference_line_writes_rows_and_curves_and_skips_on_rerun(
 
 def test_ty_on_cinic10_of_cifar100_checkpoints_stays_below_log_classes(workdir, capsys):
     mine.main(TY + ["--iter_num", "150"])
-    rows = util.read_results(results_file(workdir, "ty", "cinic10"))
+    rows = read_results(results_file(workdir, "ty", "cinic10"))
     assert [epoch for epoch, _ in printed(capsys.readouterr().out, "I(T;Y)")] == [row["epoch"] for row in rows] == list(EPOCHS)
     for row in rows:
         assert row["source_dataset"] == "cifar100" and row["mode"] == "ty"
@@ -130,13 +133,13 @@ def test_shards_cover_every_checkpoint_exactly_once(workdir):
     for shard in ("0/2", "1/2"):
         path = workdir / f"shard{shard[0]}.jsonl"
         mine.main(XT + ["--shard", shard, "--results", str(path)])
-        seen.append([row["epoch"] for row in util.read_results(path)])
+        seen.append([row["epoch"] for row in read_results(path)])
     assert seen == [[2, 6], [4]]
 
 
 def test_batched_checkpoints_give_a_row_each_and_held_out_estimates(workdir, capsys):
     mine.main(XT + ["--batch_ckpts", "2", "--eval_fraction", "0.25"])
-    rows = util.read_results(results_file(workdir, "xt", "cifar100"))
+    rows = read_results(results_file(workdir, "xt", "cifar100"))
     assert [row["epoch"] for row in rows] == list(EPOCHS) and [row["batch_ckpts"] for row in rows] == [2, 2, 1]
     assert all(math.isfinite(row["heldout_estimate"]) and row["eval_fraction"] == 0.25 for row in rows)
     assert all(row["diagnostics"]["overfitting"] in (True, False) for row in rows)
@@ -159,22 +162,22 @@ def test_early_stop_and_eval_fraction_reach_the_estimator(workdir, monkeypatch):
     mine.main(XT + ["--early_stop", "--eval_fraction", "0.25", "--start_epoch", "4", "--skip", "100"])
     assert [(c["early_stop"], c["eval_fraction"], c["iters"], c["lr"], c["batch_size"], c["hidden_size"])
             for c in calls] == [(True, 0.25, 50, 1e-3, 64, 32)]
-    row, = util.read_results(results_file(workdir, "xt", "cifar100"))
+    row, = read_results(results_file(workdir, "xt", "cifar100"))
     assert row["early_stop"] and row["diagnostics"]["stopped_early"] is False  # 50 iterations: too few to stop
 
 
 def test_a_corrupt_checkpoint_is_named_the_others_still_run_and_the_exit_is_non_zero(workdir):
-    corrupt = util.checkpoint_path(workdir / "save" / "model" / RUN_NAME, 4)
+    corrupt = checkpoint_path(workdir / "save" / "model" / RUN_NAME, 4)
     corrupt.write_bytes(b"PK\x03\x04 not really a zip file")
     done = run_script(workdir, *XT)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.count(corrupt.name) == 1
     assert [epoch for epoch, _ in printed(done.stdout, "I(X;T)")] == [2, 6]
-    assert [row["epoch"] for row in util.read_results(results_file(workdir, "xt", "cifar100"))] == [2, 6]
+    assert [row["epoch"] for row in read_results(results_file(workdir, "xt", "cifar100"))] == [2, 6]
 
 
 def test_a_checkpoint_with_non_finite_features_is_named_and_skipped(workdir, capsys):
-    path = util.checkpoint_path(workdir / "save" / "model" / RUN_NAME, 6)
+    path = checkpoint_path(workdir / "save" / "model" / RUN_NAME, 6)
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["model"]["conv1.weight"][0] = float("nan")
     util.atomic_save(checkpoint, path)
@@ -182,7 +185,7 @@ def test_a_checkpoint_with_non_finite_features_is_named_and_skipped(workdir, cap
         mine.main(XT)
     captured = capsys.readouterr()
     assert captured.err.count(path.name) == 1 and "non-finite features" in captured.err
-    assert [row["epoch"] for row in util.read_results(results_file(workdir, "xt", "cifar100"))] == [2, 4]
+    assert [row["epoch"] for row in read_results(results_file(workdir, "xt", "cifar100"))] == [2, 4]
 
 
 def test_bad_flags_end_in_one_line(workdir):
@@ -204,9 +207,9 @@ def test_calibration_prints_estimates_close_to_the_truth(workdir, capsys):
     assert [float(row[0]) for row in table] == [0.5, 1.5]
     for row in table:
         truth, estimate = float(row[0]), float(row[4])
-        assert row[1] == f"{mine.mine.rho_for_mi(truth, 2):.4f}"
+        assert row[1] == f"{rho_for_mi(truth, 2):.4f}"
         assert abs(estimate - truth) < 0.15 * truth
-    stored = util.read_results(workdir / "calibration.jsonl")
+    stored = read_results(workdir / "calibration.jsonl")
     assert [row["true_mi"] for row in stored] == [0.5, 1.5]
     assert [round(row["estimate"], 4) for row in stored] == [float(row[4]) for row in table]
     mine.main(["--calibrate", "gaussian", "--dim", "3", "--rho", "0.5", "--iter_num", "20", "--batch_size", "64",

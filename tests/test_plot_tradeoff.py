@@ -158,7 +158,7 @@ def test_png_is_a_real_figure_with_both_runs(default_output):
 
 def test_panels_use_last_row_and_skip_missing_series(workspace, monkeypatch):
     monkeypatch.chdir(workspace)
-    runs = [plot_tradeoff.load_run(plot_tradeoff.util.resolve_run_folder(VANILLA), VANILLA)]
+    runs = [plot_tradeoff.load_run(plot_tradeoff.resolve_run_folder(VANILLA), VANILLA)]
     choice = plot_tradeoff.choose_transfer(runs, None, None)
     assert choice == ("cinic10", "train_bn")
     panels = plot_tradeoff.panels(runs, choice)

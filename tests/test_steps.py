@@ -10,7 +10,8 @@ import torch
 import fakedata
 import train_vanilla
 import util
-from helper.steps import GraphedTrainStep, Precision, sgd_update
+from helper.precision import Precision
+from helper.steps import GraphedTrainStep, sgd_update
 from models import build_model
 from tests.conftest import ROOT
 

@@ -11,6 +11,8 @@ import torch
 import fakedata
 import train_vanilla
 import util
+from helper.loops import EpochMeters, StepOutput, vanilla_lr
+from helper.run import model_folder, tensorboard_writer
 from tests.conftest import ROOT
 
 RUN = "save/model/resnet8_cifar100_lr_0.05_trial_0_vanilla"
@@ -35,13 +37,14 @@ def test_two_epochs_write_the_contract_files(cifar_dir, capsys):
     # one line per train epoch and one per test pass
     assert len(re.findall(r"^ \* Acc@1 \d+\.\d{3} Acc@5 \d+\.\d{3}$", out, re.M)) == 4
     assert re.search(r"^Epoch: \[1\]\[2/4\]\t", out, re.M)        # 200 images / batch 64 = 4 steps
-    assert "best accuracy:" in out
+    best = max(float(row["test_top1"]) for row in csv.DictReader(open(run / "metrics.csv")))
+    assert re.search(r"^best accuracy: (\d+\.\d{3})$", out, re.M).group(1) == f"{best:.3f}"
 
     ckpt = util.load_checkpoint(run / "ckpt_epoch_2.pth")
     assert {"epoch", "model", "accuracy"} <= set(ckpt) and ckpt["epoch"] == 2
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert float(rows[0]["lr"]) == pytest.approx(util.vanilla_lr(1, 0.05, 2))
+    assert float(rows[0]["lr"]) == pytest.approx(vanilla_lr(1, 0.05, 2))
     assert float(rows[1]["test_top1"]) == pytest.approx(ckpt["accuracy"])
     assert list((cifar_dir / "save/tensorboard/resnet8_cifar100_lr_0.05_trial_0_vanilla").glob("events.out.tfevents.*"))
     best = util.load_checkpoint(run / "resnet8_best.pth")
@@ -109,7 +112,7 @@ def test_dataparallel_checkpoint_of_the_reference_loads(cifar_dir):
 def test_a_fresh_start_hides_the_curves_of_an_attempt_killed_before_its_first_save(cifar_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     logs = cifar_dir / "save/tensorboard/resnet8_cifar100_lr_0.05_trial_0_vanilla"
-    earlier = util.make_writer(logs)
+    earlier = tensorboard_writer(cifar_dir / RUN)
     for epoch in (1, 2, 3):
         earlier.add_scalar("train/loss", 99.0, epoch)
     earlier.close()
@@ -128,10 +131,23 @@ def test_a_finished_run_resumed_again_reads_no_data_and_writes_nothing(cifar_dir
     shutil.rmtree(cifar_dir / "data")  # loading it would now fail
     capsys.readouterr()
     train_vanilla.main(ARGS + ["--resume"])
-    assert f"nothing to do: {util.model_folder(run.name)} has trained 2 epochs\n" in capsys.readouterr().out
+    assert f"nothing to do: {model_folder(run.name)} has trained 2 epochs\n" in capsys.readouterr().out
     # Asking for fewer epochs than were trained: no "resuming" notice, and the count is the real one.
     fewer = [arg if arg != "2" else "1" for arg in ARGS]
     train_vanilla.main(fewer + ["--resume"])
-    assert capsys.readouterr().out == (f"nothing to do: {util.model_folder(run.name)} has trained 2 epochs "
+    assert capsys.readouterr().out == (f"nothing to do: {model_folder(run.name)} has trained 2 epochs "
                                        f"(--epochs 1 asks for no more)\n")
     assert {path: path.stat().st_mtime_ns for path in (cifar_dir / "save").rglob("*")} == before
+
+
+def test_epoch_meters_count_top1_and_top5_in_percent():
+    # Every row ranks the classes 0 > 1 > ... > 5; target k sits at rank k + 1, so top-1
+    # holds one row of six and top-5 five (top-2 would hold two).
+    logits = torch.tensor([[6.0, 5, 4, 3, 2, 1]]).repeat(6, 1)
+    meters = EpochMeters("cpu")
+    meters.update(0, StepOutput(torch.tensor(0.5), logits), torch.arange(6))
+    meters.update(1, StepOutput(torch.tensor(2.0), logits[:2]), torch.tensor([0, 0]))
+    averages = meters.averages()
+    assert averages["top1"] == pytest.approx(100 * 3 / 8)
+    assert averages["top5"] == pytest.approx(100 * 7 / 8)
+    assert averages["loss"] == pytest.approx((0.5 * 6 + 2.0 * 2) / 8)  # weighted by batch size

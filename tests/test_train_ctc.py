@@ -9,8 +9,9 @@ import fakedata
 import train_ctc
 import util
 from dataset import build_loaders
-from helper.loops import CTCMethod, train_epoch
-from helper.steps import Precision, TrainStep
+from helper.loops import CTCMethod, ctc_lr, train_epoch
+from helper.precision import Precision
+from helper.steps import TrainStep
 from models import build_model
 
 PRESET = ["--dataset", "cifar100", "--model", "resnet8", "--momentum", "0.9", "--learning_rate", "0.05",
@@ -43,7 +44,7 @@ def test_first_preset_switches_stage_after_epoch_two(cifar_dir):
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     for row in rows:
         epoch = int(row["epoch"])
-        assert float(row["lr"]) == pytest.approx(util.ctc_lr(epoch, 0.05, 3, 2, 0.1))
+        assert float(row["lr"]) == pytest.approx(ctc_lr(epoch, 0.05, 3, 2, 0.1))
         stage_one = epoch <= 2
         assert (row["train_instance"] != "") == stage_one and (row["train_nce"] != "") == (not stage_one)
     z = last["method"]["ctc"]

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 
 import transfer
 import util
+from helper.results import read_results
+from helper.run import checkpoint_path, tensorboard_folder
 from helper import transfer as probes
 from helper.features import extract_features
 from models import build_model
@@ -48,7 +50,7 @@ def workdir(tmp_path, monkeypatch):
     folder = tmp_path / "save" / "model" / RUN_NAME
     for epoch in EPOCHS:
         util.atomic_save({"epoch": epoch, "model": source_model(epoch).state_dict(), "accuracy": 1.0},
-                         util.checkpoint_path(folder, epoch))
+                         checkpoint_path(folder, epoch))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -87,7 +89,7 @@ def test_each_protocol_writes_rows_prints_lines_and_skips_on_rerun(workdir, caps
     transfer.main(TINY + ["--protocol", protocol])
     lines = printed_lines(capsys.readouterr().out)
     assert [(j, t) for j, t, _ in lines] == [(str(j), str(t)) for j in (1, 2, 3) for t in (1, 2)]
-    rows = util.read_results(results_file(workdir, protocol))
+    rows = read_results(results_file(workdir, protocol))
     assert [row["epoch"] for row in rows] == list(EPOCHS)
     for j, row in enumerate(rows, 1):
         assert row["protocol"] == protocol and row["target_dataset"] == "cifar10"
@@ -109,7 +111,7 @@ def test_each_protocol_writes_rows_prints_lines_and_skips_on_rerun(workdir, caps
 
     transfer.main(TINY + ["--protocol", protocol, "--force", "--start_epoch", "4", "--skip", "100"])
     assert [(j, t) for j, t, _ in printed_lines(capsys.readouterr().out)] == [("1", "1"), ("1", "2")]
-    rerun = util.read_results(results_file(workdir, protocol))
+    rerun = read_results(results_file(workdir, protocol))
     assert [row["epoch"] for row in rerun] == list(EPOCHS)     # replaced, not appended
     assert rerun[1]["acc_per_epoch"] == rows[1]["acc_per_epoch"]  # same seed, same numbers
     assert rerun[0] == rows[0] and rerun[2] == rows[2]
@@ -120,7 +122,7 @@ def test_shards_cover_every_checkpoint_exactly_once(workdir, capsys):
     for shard in ("0/2", "1/2"):
         path = workdir / f"shard{shard[0]}.jsonl"
         transfer.main(TINY + ["--protocol", "frozen", "--shard", shard, "--results", str(path)])
-        seen.append([row["epoch"] for row in util.read_results(path)])
+        seen.append([row["epoch"] for row in read_results(path)])
     assert sorted(seen[0] + seen[1]) == list(EPOCHS) and seen[0] and seen[1]
     # The printed j is the checkpoint's place in the whole list, whichever shard runs it.
     assert sorted({int(j) for j, _, _ in printed_lines(capsys.readouterr().out)}) == [1, 2, 3]
@@ -133,7 +135,7 @@ def test_one_results_file_keeps_targets_and_protocols_apart(workdir, capsys):
     probes_run = [(TINY, "frozen"), (cifar100, "frozen"), (TINY, "adabn")]
     for argv, protocol in probes_run:
         transfer.main(argv + ["--protocol", protocol, "--results", str(shared)])
-    rows = util.read_results(shared)
+    rows = read_results(shared)
     assert sorted((row["target_dataset"], row["protocol"], row["epoch"]) for row in rows) == sorted(
         (target, protocol, epoch) for target, protocol in (("cifar10", "frozen"), ("cifar100", "frozen"),
                                                            ("cifar10", "adabn")) for epoch in EPOCHS)
@@ -142,14 +144,14 @@ def test_one_results_file_keeps_targets_and_protocols_apart(workdir, capsys):
     assert "nothing to do" in capsys.readouterr().out
     # Forcing one target's probe replaces its own rows and leaves the other target's alone.
     transfer.main(cifar100 + ["--protocol", "frozen", "--results", str(shared), "--force"])
-    rerun = util.read_results(shared)
+    rerun = read_results(shared)
     assert len(rerun) == 9
     assert [row for row in rerun if row["target_dataset"] == "cifar10"] == \
         [row for row in rows if row["target_dataset"] == "cifar10"]
 
 
 def test_a_corrupt_checkpoint_is_named_the_others_still_run_and_the_exit_is_non_zero(workdir):
-    corrupt = util.checkpoint_path(workdir / "save" / "model" / RUN_NAME, 4)
+    corrupt = checkpoint_path(workdir / "save" / "model" / RUN_NAME, 4)
     corrupt.write_bytes(b"PK\x03\x04 not really a zip file")
     done = subprocess.run([sys.executable, str(ROOT / "transfer.py"), *TINY, "--protocol", "frozen"],
                           cwd=workdir, capture_output=True, text=True, timeout=120,
@@ -157,7 +159,7 @@ def test_a_corrupt_checkpoint_is_named_the_others_still_run_and_the_exit_is_non_
     assert done.returncode != 0
     assert done.stderr.count(corrupt.name) == 1
     assert "Traceback" not in done.stderr
-    assert [row["epoch"] for row in util.read_results(results_file(workdir, "frozen"))] == [2, 6]
+    assert [row["epoch"] for row in read_results(results_file(workdir, "frozen"))] == [2, 6]
     assert sorted({j for j, _, _ in printed_lines(done.stdout)}) == ["1", "3"]
 
 
@@ -165,7 +167,7 @@ def test_an_image_folder_target_gets_its_own_results_file(workdir, capsys):
     fakedata.write_image_folder(workdir / "pets", 3, 6, splits=("train", "test"), seed=1)
     args = TINY + ["--protocol", "frozen", "--target_dataset", f"folder:{workdir / 'pets'}"]
     transfer.main(args)
-    rows = util.read_results(workdir / "save" / "model" / RUN_NAME / "transfer_folder-pets_frozen.jsonl")
+    rows = read_results(workdir / "save" / "model" / RUN_NAME / "transfer_folder-pets_frozen.jsonl")
     assert [row["epoch"] for row in rows] == list(EPOCHS)
     assert all(is_count_of(a, 18) for row in rows for a in row["acc_per_epoch"])  # 18 test images
     assert {row["target_dataset"] for row in rows} == {f"folder:{(workdir / 'pets').resolve()}"}
@@ -182,17 +184,17 @@ def test_the_run_is_named_by_its_folder_however_ckpt_path_spells_it(workdir, mon
     transfer.main([arg if arg != RUN_NAME else "." for arg in TINY]
                   + ["--protocol", "frozen", "--data_root", str(workdir / "data")])
     assert "skipping epoch(s) 4" in capsys.readouterr().out
-    assert {row["run"] for row in util.read_results(results_file(workdir, "frozen"))} == {RUN_NAME}
-    assert util.tensorboard_folder(".") == workdir / "save" / "tensorboard" / RUN_NAME
+    assert {row["run"] for row in read_results(results_file(workdir, "frozen"))} == {RUN_NAME}
+    assert tensorboard_folder(".") == workdir / "save" / "tensorboard" / RUN_NAME
 
 
 def test_a_results_file_belongs_to_one_run(workdir, capsys):
     other = workdir / "save" / "model" / "resnet8_cifar100_lr_0.05_trial_1_vanilla"
     util.atomic_save({"epoch": 2, "model": source_model(9).state_dict(), "accuracy": 1.0},
-                     util.checkpoint_path(other, 2))
+                     checkpoint_path(other, 2))
     transfer.main(TINY + ["--protocol", "frozen"])
     path = results_file(workdir, "frozen")
-    assert {row["run"] for row in util.read_results(path)} == {RUN_NAME}
+    assert {row["run"] for row in read_results(path)} == {RUN_NAME}
     before = path.read_bytes()
     for force in ([], ["--force"]):  # --force redoes checkpoints; it does not make the file another run's
         with pytest.raises(util.UserError, match=f"holds results of run {RUN_NAME}, not of {other.name}"):
@@ -388,7 +390,7 @@ def test_amp_rows_say_so_and_a_rerun_with_other_precision_is_refused_unless_forc
     transfer.main(TINY + ["--protocol", "frozen", "--amp"])
     path = results_file(workdir, "frozen_amp")  # float32 and bf16 results have their own default files
     assert not results_file(workdir, "frozen").exists()
-    assert [(row["epoch"], row["amp"]) for row in util.read_results(path)] == [(epoch, True) for epoch in EPOCHS]
+    assert [(row["epoch"], row["amp"]) for row in read_results(path)] == [(epoch, True) for epoch in EPOCHS]
     scalars = tensorboard_scalars(workdir / "save" / "tensorboard" / RUN_NAME, "transfer/cifar10_frozen_amp")
     assert sorted(scalars) == list(EPOCHS)
     before = path.read_bytes()
@@ -400,7 +402,7 @@ def test_amp_rows_say_so_and_a_rerun_with_other_precision_is_refused_unless_forc
     assert "made with other settings: amp True (now False)" in lines[0] and "--force" in lines[0]
     assert path.read_bytes() == before
     transfer.main(TINY + ["--protocol", "frozen", "--force", "--results", str(path)])
-    rows = util.read_results(path)
+    rows = read_results(path)
     assert [row["amp"] for row in rows] == [False] * len(EPOCHS)
 
     # Rows written before --amp (and "run") existed have neither: they were float32, of this run.

@@ -7,35 +7,32 @@ import pytest
 import torch
 
 import util
+from dataset import dataset_tag
+from helper.loops import ctc_lr, vanilla_lr
+from helper.precision import check_bf16
+from helper.results import append_result, parse_shard, read_results, store_result, take_shard
+from helper.run import SAVE_ROOT, ctc_run_name, find_checkpoints, model_folder, tensorboard_folder, vanilla_run_name
 
 
 def test_vanilla_lr_matches_the_formula_at_key_epochs():
     base, epochs = 0.05, 200
-    assert util.vanilla_lr(1, base, epochs) == pytest.approx(0.01)          # warm-up: base * 1/5
-    assert util.vanilla_lr(5, base, epochs) == pytest.approx(0.05)          # end of warm-up
+    assert vanilla_lr(1, base, epochs) == pytest.approx(0.01)          # warm-up: base * 1/5
+    assert vanilla_lr(5, base, epochs) == pytest.approx(0.05)          # end of warm-up
     cos6 = 0.5 * (1 + math.cos(math.pi * 6 / 201))
-    assert util.vanilla_lr(6, base, epochs) == pytest.approx(base * (0.1 + 0.9 * cos6))
+    assert vanilla_lr(6, base, epochs) == pytest.approx(base * (0.1 + 0.9 * cos6))
     cos_last = 0.5 * (1 + math.cos(math.pi * 200 / 201))
-    assert util.vanilla_lr(200, base, epochs) == pytest.approx(base * (0.1 + 0.9 * cos_last))
-    assert util.vanilla_lr(200, base, epochs, min_lr_scale=0.0) == pytest.approx(base * cos_last)
+    assert vanilla_lr(200, base, epochs) == pytest.approx(base * (0.1 + 0.9 * cos_last))
+    assert vanilla_lr(200, base, epochs, min_lr_scale=0.0) == pytest.approx(base * cos_last)
 
 
 def test_ctc_lr_restarts_at_the_stage_switch():
     base, epochs, switch, rate = 0.05, 300, 200, 0.1
-    assert util.ctc_lr(1, base, epochs, switch, rate) == pytest.approx(base * 0.5 * (1 + math.cos(math.pi / 201)))
-    assert util.ctc_lr(5, base, epochs, switch, rate) == pytest.approx(base * 0.5 * (1 + math.cos(5 * math.pi / 201)))
-    assert util.ctc_lr(200, base, epochs, switch, rate) == pytest.approx(base * 0.5 * (1 + math.cos(200 * math.pi / 201)))
+    assert ctc_lr(1, base, epochs, switch, rate) == pytest.approx(base * 0.5 * (1 + math.cos(math.pi / 201)))
+    assert ctc_lr(5, base, epochs, switch, rate) == pytest.approx(base * 0.5 * (1 + math.cos(5 * math.pi / 201)))
+    assert ctc_lr(200, base, epochs, switch, rate) == pytest.approx(base * 0.5 * (1 + math.cos(200 * math.pi / 201)))
     # epoch 201 is the first of stage 2: e' = 1 over a 100-epoch stage
-    assert util.ctc_lr(201, base, epochs, switch, rate) == pytest.approx(base * rate * 0.5 * (1 + math.cos(math.pi / 101)))
-    assert util.ctc_lr(300, base, epochs, switch, rate) == pytest.approx(base * rate * 0.5 * (1 + math.cos(100 * math.pi / 101)))
-
-
-def test_accuracy_topk_in_percent():
-    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1], [0.2, 0.3, 0.5], [0.5, 0.4, 0.1]])
-    target = torch.tensor([1, 1, 0, 1])
-    top1, top2 = util.accuracy(logits, target, topk=(1, 2))
-    assert top1 == pytest.approx(25.0)   # only row 0
-    assert top2 == pytest.approx(75.0)   # rows 0, 1, 3
+    assert ctc_lr(201, base, epochs, switch, rate) == pytest.approx(base * rate * 0.5 * (1 + math.cos(math.pi / 101)))
+    assert ctc_lr(300, base, epochs, switch, rate) == pytest.approx(base * rate * 0.5 * (1 + math.cos(100 * math.pi / 101)))
 
 
 def _touch_ckpts(folder, epochs):
@@ -45,32 +42,32 @@ def _touch_ckpts(folder, epochs):
 
 def test_find_checkpoints_walks_start_and_skip(tmp_path):
     _touch_ckpts(tmp_path, [2, 4, 5, 6, 10])
-    found = util.find_checkpoints(tmp_path, start_epoch=2, skip=2)
+    found = find_checkpoints(tmp_path, start_epoch=2, skip=2)
     assert [epoch for epoch, _ in found] == [2, 4, 6, 10]
-    assert [epoch for epoch, _ in util.find_checkpoints(tmp_path, 5, 5)] == [5, 10]
+    assert [epoch for epoch, _ in find_checkpoints(tmp_path, 5, 5)] == [5, 10]
     with pytest.raises(util.UserError, match="epochs present: \\[2, 4, 5, 6, 10\\]"):
-        util.find_checkpoints(tmp_path, start_epoch=3, skip=4)
+        find_checkpoints(tmp_path, start_epoch=3, skip=4)
 
 
 def test_shards_cover_every_item_exactly_once():
     items = list(range(11))
-    parts = [util.take_shard(items, util.parse_shard(f"{i}/3")) for i in range(3)]
+    parts = [take_shard(items, parse_shard(f"{i}/3")) for i in range(3)]
     assert sorted(sum(parts, [])) == items
     assert parts[1] == [1, 4, 7, 10]
     for bad in ("3/3", "1-2", "", "a/b"):
         with pytest.raises(util.UserError):
-            util.parse_shard(bad)
+            parse_shard(bad)
 
 
 def test_results_survive_a_truncated_last_line(tmp_path, capsys):
     path = tmp_path / "results.jsonl"
-    util.append_result(path, {"epoch": 2, "acc": 0.5})
-    util.append_result(path, {"epoch": 4, "acc": 0.6})
+    append_result(path, {"epoch": 2, "acc": 0.5})
+    append_result(path, {"epoch": 4, "acc": 0.6})
     with open(path, "a") as handle:
         handle.write('{"epoch": 6, "ac')   # a writer killed mid-line by something outside the project
-    assert [row["epoch"] for row in util.read_results(path)] == [2, 4]
+    assert [row["epoch"] for row in read_results(path)] == [2, 4]
     assert "not a complete result row" in capsys.readouterr().err
-    util.append_result(path, {"epoch": 6, "acc": 0.7})
+    append_result(path, {"epoch": 6, "acc": 0.7})
     assert [json.loads(line)["epoch"] for line in path.read_text().splitlines()] == [2, 4, 6]
 
 
@@ -110,32 +107,32 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
 
 
 def test_run_names_follow_the_reference_layout():
-    assert util.vanilla_run_name("resnet8", "cifar100", 0.05, "0", "vanilla") == "resnet8_cifar100_lr_0.05_trial_0_vanilla"
-    assert util.ctc_run_name("resnet8", "cifar100", 0.5, 1.0, "ctc") == "resnet8_cifar100_a:0.5_b:1.0_ctc"
-    assert util.dataset_tag("folder:/data/my_set") == "folder-my_set"
-    run = util.model_folder("x")
-    assert util.tensorboard_folder(run) == (util.SAVE_ROOT / "tensorboard" / "x").resolve()
+    assert vanilla_run_name("resnet8", "cifar100", 0.05, "0", "vanilla") == "resnet8_cifar100_lr_0.05_trial_0_vanilla"
+    assert ctc_run_name("resnet8", "cifar100", 0.5, 1.0, "ctc") == "resnet8_cifar100_a:0.5_b:1.0_ctc"
+    assert dataset_tag("folder:/data/my_set") == "folder-my_set"
+    run = model_folder("x")
+    assert tensorboard_folder(run) == (SAVE_ROOT / "tensorboard" / "x").resolve()
 
 
 def test_bf16_on_a_gpu_without_it_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "Tesla V100")
     with pytest.raises(util.UserError, match="Tesla V100 has no bf16 support"):
-        util.check_bf16("cuda", True)
-    util.check_bf16("cuda", False)   # not asked for: nothing to say
-    util.check_bf16("cpu", True)     # CPU autocast does bf16
+        check_bf16("cuda", True)
+    check_bf16("cuda", False)   # not asked for: nothing to say
+    check_bf16("cpu", True)     # CPU autocast does bf16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
-    util.check_bf16("cuda", True)
+    check_bf16("cuda", True)
 
 
 def test_store_result_replaces_by_key_and_sorts_numbers_as_numbers(tmp_path):
     path = tmp_path / "results.jsonl"
     keys = ("target_dataset", "epoch")
     for target, epoch, value in (("cinic10", 10, 1), ("cinic10", 2, 2), ("cifar10", 4, 3), ("cinic10", 10, 4)):
-        util.store_result(path, {"target_dataset": target, "epoch": epoch, "value": value}, keys=keys)
-    util.store_result(path, {"epoch": 6, "value": 5}, keys=keys)  # a row from before the key existed
-    rows = util.read_results(path)
+        store_result(path, {"target_dataset": target, "epoch": epoch, "value": value}, keys=keys)
+    store_result(path, {"epoch": 6, "value": 5}, keys=keys)  # a row from before the key existed
+    rows = read_results(path)
     assert [(r.get("target_dataset"), r["epoch"], r["value"]) for r in rows] == [
         (None, 6, 5), ("cifar10", 4, 3), ("cinic10", 2, 2), ("cinic10", 10, 4)]  # a missing key sorts as "None"
-    util.append_result(path, {"epoch": 2, "value": 6})
-    assert [r["value"] for r in util.read_results(path)] == [5, 3, 2, 4, 6]
+    append_result(path, {"epoch": 2, "value": 6})
+    assert [r["value"] for r in read_results(path)] == [5, 3, 2, 4, 6]

@@ -1,0 +1,93 @@
+"""What a MINE estimate of a checkpoint leaves behind (mine.py): the printed lines, the
+results row and its file, and the TensorBoard layout.
+
+    printed       `I(X;T) of {model} of {epoch}-th epoch is : {value}` (the reference's line),
+                  then one line of diagnostics
+    results file  <run folder>/mine_{mode}_{dataset}.jsonl, one row per checkpoint
+    TensorBoard   mine/I(X;T)_<dataset> against source epoch; under mine_curve/epoch_<E>/ the
+                  per-iteration bound, its smoothed value and the held-out bound against iteration
+"""
+import math
+from pathlib import Path
+
+import torch
+
+from helper.results import store_result
+
+NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
+CURVE_POINTS = 1000  # per-iteration curves are averaged down to at most this many TensorBoard points
+
+
+def results_file_name(mode, dataset_tag):
+    return f"mine_{mode}_{dataset_tag}.jsonl"
+
+
+def critic_settings(opts):
+    """What an estimate depends on besides its data: rows made with others do not compare."""
+    return {"lr": opts.lr, "iter_num": opts.iter_num, "batch_size": opts.batch_size, "hidden_size": opts.hidden_size,
+            "seed": opts.seed, "amp": opts.amp, "eval_fraction": opts.eval_fraction, "early_stop": opts.early_stop}
+
+
+def recorded_settings(opts, run):
+    """The settings every row of a results file must share (helper.results.checkpoints_to_do checks them)."""
+    return {"run": run, "model": opts.model, "source_dataset": opts.source_dataset, **critic_settings(opts)}
+
+
+def estimate_row(result, seconds, device):
+    """What one critic's run gives, for a results row."""
+    return {"estimate": result.estimate, "heldout_estimate": result.heldout_estimate,
+            "status": result.diagnostics["status"], "iterations": result.iterations,
+            "seconds": round(seconds, 3), "device": str(device), "diagnostics": result.diagnostics}
+
+
+def report_checkpoint(opts, run, epoch, path, result, seconds, group_size, device, results_path, writer, tag):
+    """The reference's line and a line of diagnostics, the results row, the TensorBoard scalars."""
+    name = NAMES[opts.mode]
+    print(f"{name} of {opts.model} of {epoch}-th epoch is : {result.estimate}", flush=True)
+    print(f"  {describe(result)}", flush=True)
+    row = {**recorded_settings(opts, run), **estimate_row(result, seconds, device),
+           "epoch": epoch, "checkpoint": Path(path).name, "mode": opts.mode, "dataset": opts.dataset,
+           "batch_ckpts": group_size, "skipped_steps": result.skipped_steps, "heldout_curve": result.heldout_curve}
+    store_result(results_path, row, keys=("mode", "dataset", "epoch"))
+    write_tensorboard(writer, f"{name}_{tag}", epoch, result)
+
+
+def describe(result):
+    diagnostics = result.diagnostics
+    change = diagnostics["rel_change"]
+    parts = [f"status {diagnostics['status']}",
+             f"change over the last {diagnostics['span']} iterations {change:+.1%}" if change is not None
+             else "too few iterations for a trend",
+             f"{result.iterations} iterations"]
+    if result.skipped_steps:
+        parts.append(f"{result.skipped_steps} non-finite steps skipped")
+    if result.heldout_estimate is not None:
+        peak_iteration, peak = diagnostics["heldout_peak"]
+        parts.append(f"held-out {result.heldout_estimate:.4f} (peak {peak:.4f} at iteration {peak_iteration})")
+        if diagnostics["overfitting"]:
+            parts.append("the critic overfits: the estimate exceeds the held-out bound")
+    return ", ".join(parts)
+
+
+def write_tensorboard(writer, tag, epoch, result):
+    writer.add_scalar(f"mine/{tag}", result.estimate, epoch)
+    if result.heldout_estimate is not None:
+        writer.add_scalar(f"mine_heldout/{tag}", result.heldout_estimate, epoch)
+    for step, bound, smoothed in curve_points(result):
+        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_bound", bound, step)
+        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_smoothed", smoothed, step)
+    for step, heldout in result.heldout_curve:
+        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_heldout", heldout, step)
+    writer.flush()
+
+
+def curve_points(result, points=CURVE_POINTS):
+    """(iteration, mean bound of the bucket, smoothed bound) at <= `points` bucket ends."""
+    bucket = max(1, math.ceil(result.iterations / points))
+    smoothed = result.smoothed()
+    for end in range(bucket, result.iterations + bucket, bucket):
+        end = min(end, result.iterations)
+        chunk = result.curve[end - bucket:end]
+        chunk = chunk[torch.isfinite(chunk)]
+        if len(chunk):
+            yield end, float(chunk.mean()), float(smoothed[end - 1])
