@@ -1,11 +1,11 @@
-# Set-up and entry points. `make test` and `make demo` work on a fresh machine:
+# Set-up and entry points. `make test`, `make demo` and `make study` work on a fresh machine:
 # they create .venv and install requirements.txt on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo clean-demo
+.PHONY: test demo study clean-demo
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(abspath $(PY))
+
+# The paper's analysis on real photographs (scripts/real_study.sh, docs/real_study.md);
+# STUDY_SMOKE=1 make study runs every step at toy size.
+study: $(STAMP)
+	PYTHON=$(abspath $(PY)) bash scripts/real_study.sh
 
 clean-demo:
 	rm -rf demo
