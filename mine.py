@@ -7,19 +7,25 @@
 
 X: the normalised evaluation images of --dataset, flattened; T: the checkpoint's pooled
 penultimate features (eval mode); Y: one-hot labels. Per checkpoint: the reference's line
-`I(X;T) of {model} of {epoch}-th epoch is : {value}`, a line of convergence diagnostics,
-one JSON-lines row in <run folder>/mine_<mode>_<dataset>.jsonl, and TensorBoard scalars
+`I(X;T) of {model} of {epoch}-th epoch is : {value}`, a line of diagnostics, one JSON-lines
+row in <run folder>/mine_<mode>_<dataset>.jsonl, and TensorBoard scalars
 `mine/I(X;T)_<dataset>` (by source epoch) plus the per-iteration bound and its smoothed
 value under `mine_curve/epoch_<E>/` in save/tensorboard/<run name>/. Checkpoints already
 in the results file are skipped (--force to redo).
 
-    python mine.py --calibrate gaussian --dim 10 --true_mi 0.5 1 2 4 --lr 1e-5 --iter_num 5000 --eval_fraction 0.1
+Two protocols (helper/mine_report.py says what each row holds):
+  --protocol reference (default)  the paper's: the critic trains on every row and the estimate
+                                  is the mean of its last 500 training-batch bounds; comparable
+                                  with the paper, but with a wide critic mostly memorisation
+  --protocol heldout              the critic trains on 80% of the rows and the estimate is its
+                                  best smoothed DV bound on the other 20%, with a standard error;
+                                  a lower bound that memorisation cannot raise
+                                  (helper/mine_heldout.py); rows go to mine_<mode>_<dataset>_heldout.jsonl
 
-estimates correlated Gaussians of known MI with the same critic and settings and prints
-estimate vs truth; bench/BENCHMARKS.md ("MINE: calibration ...") records such tables and
-the lr and iteration count they support. With --eval_fraction the critic never trains on
-that share of the rows, and a results row says whether the estimate exceeds the bound on
-them (`overfitting`: the critic memorises the sample instead of measuring the dependence).
+    python mine.py --calibrate gaussian --dim 10 --true_mi 0.5 1 2 4 --protocol heldout --results cal.jsonl
+
+estimates problems of known MI (gaussian, cubic, classes) with the same critic and settings
+and prints estimate vs truth; bench/BENCHMARKS.md ("MINE: calibration ...") records such tables.
 """
 import sys
 import time
@@ -31,8 +37,9 @@ import util
 from dataset import canonical_name, dataset_info, dataset_tag, load_arrays
 from helper import mine
 from helper.features import extract_features, normalised_images
-from helper.mine_calibration import calibrate
-from helper.mine_report import recorded_settings, report_checkpoint, results_file_name
+from helper.mine_calibration import PROBLEMS, calibrate
+from helper.mine_heldout import EVAL_EVERY, HELDOUT_FRACTION, PATIENCE
+from helper.mine_report import PROTOCOLS, estimate, recorded_settings, report_checkpoint, results_file_name
 from helper.precision import check_bf16, configure_backends
 from helper.results import checkpoints_to_do, selected_checkpoints
 from helper.run import tensorboard_writer
@@ -68,28 +75,61 @@ def parse_option(argv=None):
     add("--force", action="store_true", help="re-estimate checkpoints already in the results file")
     add("--seed", type=int, default=0, help="critic initialisation and batch draws")
     add("--amp", action="store_true", help="bf16 autocast for features and critic")
-    add("--eval_fraction", type=float, default=0.0,
-        help="hold out this fraction of rows and report the bound on them (0: train on all, as the reference)")
+    add("--protocol", default="reference", choices=PROTOCOLS,
+        help="reference: the paper's (the estimate is the bound on the training batches); heldout: the best "
+             "smoothed bound on rows the critic never trains on, with a standard error (see README, MINE)")
+    add("--eval_fraction", type=float, default=None,
+        help=f"fraction of rows the critic never trains on: heldout protocol {HELDOUT_FRACTION} by default; "
+             f"reference protocol 0 (train on all, as the reference), else their bound is reported as a diagnostic")
+    add("--patience", type=util.positive(), default=None,
+        help=f"heldout protocol: stop a critic once its smoothed held-out bound has not improved for this many "
+             f"iterations (default {PATIENCE}); --iter_num is then the most it trains")
+    add("--eval_every", type=util.positive(), default=None,
+        help=f"heldout protocol: iterations between held-out evaluations (default {EVAL_EVERY})")
     add("--early_stop", action="store_true",
-        help=f"stop a critic once its smoothed estimate (mean of {mine.AVERAGE_LAST} bounds) has changed by "
-             f"less than {100 * mine.TOLERANCE:g}%% over {mine.TREND_SPAN * mine.AVERAGE_LAST} iterations, at two checks "
-             f"{mine.AVERAGE_LAST} iterations apart")
+        help=f"reference protocol: stop a critic once its smoothed estimate (mean of {mine.AVERAGE_LAST} bounds) has "
+             f"changed by less than {100 * mine.TOLERANCE:g}%% over {mine.TREND_SPAN * mine.AVERAGE_LAST} iterations, "
+             f"at two checks {mine.AVERAGE_LAST} iterations apart")
     add("--batch_ckpts", type=util.positive(), default=None,
         help="checkpoints estimated together in one batched run (default 4 for xt, 8 for ty): a speed setting, "
              "the same estimates up to float rounding (each critic starts and samples as if alone); "
              "bench/BENCHMARKS.md times it")
-    add("--calibrate", choices=("gaussian",), default=None,
-        help="estimate correlated Gaussians of known MI instead of checkpoints")
-    add("--dim", type=util.positive(), default=1, help="--calibrate: dimension of X and of Y")
-    add("--rho", type=float, nargs="+", default=None, help="--calibrate: per-coordinate correlations")
-    add("--true_mi", type=util.positive(float), nargs="+", default=None, help="--calibrate: true MI values (nats)")
+    add("--calibrate", choices=PROBLEMS, default=None,
+        help="estimate problems of known MI instead of checkpoints: gaussian (correlated Gaussians), cubic "
+             "(the same with Y cubed: MI unchanged), classes (T determines the one-hot Y: MI = log classes)")
+    add("--dim", type=util.positive(), default=1, help="--calibrate: dimension of X and of Y (classes: of T)")
+    add("--rho", type=float, nargs="+", default=None, help="--calibrate gaussian/cubic: per-coordinate correlations")
+    add("--true_mi", type=util.positive(float), nargs="+", default=None,
+        help="--calibrate gaussian/cubic: true MI values (nats)")
+    add("--classes", type=util.positive(), nargs="+", default=None,
+        help="--calibrate classes: class counts (true MI log of each)")
     add("--calibrate_rows", type=util.positive(), default=10000,
         help="--calibrate: samples per problem (10000 = the size of CIFAR-100's test split)")
     args = parser.parse_args(argv)
+    check_protocol_flags(parser, args)
     args.lr = args.lr or DEFAULT_LR[args.mode]
     args.iter_num = args.iter_num or DEFAULT_ITERS[args.mode]
     args.batch_ckpts = args.batch_ckpts or DEFAULT_BATCH_CKPTS[args.mode]
     return args
+
+
+def check_protocol_flags(parser, args):
+    """Each protocol's own flags, refused with the other; the protocol's defaults filled in."""
+    if args.protocol == "reference":
+        given = [flag for flag in ("patience", "eval_every") if getattr(args, flag) is not None]
+        if given:
+            parser.error(f"--{given[0]} belongs to --protocol heldout")
+        args.eval_fraction = args.eval_fraction or 0.0
+        if not 0 <= args.eval_fraction < 1:
+            parser.error(f"--eval_fraction must be in [0, 1), got {args.eval_fraction}")
+    else:
+        if args.early_stop:
+            parser.error("--early_stop belongs to --protocol reference (heldout stops with --patience)")
+        args.eval_fraction = HELDOUT_FRACTION if args.eval_fraction is None else args.eval_fraction
+        if not 0 < args.eval_fraction < 1:
+            parser.error(f"--protocol heldout needs --eval_fraction in (0, 1), got {args.eval_fraction}")
+        args.patience = args.patience or PATIENCE
+        args.eval_every = args.eval_every or EVAL_EVERY
 
 
 def main(argv=None):
@@ -97,8 +137,6 @@ def main(argv=None):
     device = util.pick_device(args.device)
     check_bf16(device, args.amp)
     configure_backends(device)
-    if not 0 <= args.eval_fraction < 1:
-        raise util.UserError(f"--eval_fraction must be in [0, 1), got {args.eval_fraction}")
     if args.calibrate:
         return calibrate(args, device)
     if not args.ckpt_path:
@@ -114,10 +152,11 @@ def estimate_checkpoints(args, device):
     run_folder = selection.run_folder
     args.dataset, args.source_dataset = map(canonical_name, (args.dataset, args.source_dataset))
     tag = dataset_tag(args.dataset)
-    results_path = Path(args.results or run_folder / results_file_name(args.mode, tag))
+    results_path = Path(args.results or run_folder / results_file_name(args.mode, tag, args.protocol))
+    # Rows from before "run" and "protocol" existed: the file's own run, the reference protocol.
     todo = checkpoints_to_do(selection, results_path, recorded_settings(args, selection.run), args.force,
                              match={"mode": args.mode, "dataset": args.dataset},
-                             predating={"run": selection.run})  # rows from before "run": the file's own
+                             predating={"run": selection.run, "protocol": "reference"})
     if not todo:
         return
 
@@ -175,9 +214,7 @@ def estimate_group(args, run, group, shared, device, results_path, writer, tag):
     features = torch.stack([item[2] for item in group])
     a, b = (shared, features) if args.mode == "xt" else (features, shared)
     started = time.time()
-    results = mine.estimate_mi_batched(a, b, iters=args.iter_num, lr=args.lr, batch_size=args.batch_size,
-                                       hidden_size=args.hidden_size, seed=args.seed, amp=args.amp,
-                                       eval_fraction=args.eval_fraction, early_stop=args.early_stop)
+    results = estimate(args, a, b)
     critic_seconds = (time.time() - started) / len(group)
     for (epoch, path, _, feature_seconds), result in zip(group, results):
         report_checkpoint(args, run, epoch, path, result, feature_seconds + critic_seconds, len(group), device,

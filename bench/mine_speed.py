@@ -10,6 +10,8 @@ and keeps a moving average that is never detached; the bound is read back every
 iteration. Ours: data on the device, device-side draws, a detached moving average,
 no host sync per iteration, and optionally several checkpoints in one batched run.
 Both run the same critic (3584 -> h -> h -> h -> 1) with Adam at the same batch size.
+The held-out protocol (helper/mine_heldout.py) is timed too, with its evaluation every
+50 iterations and no early stop: the cost of an iteration it trains, evaluations included.
 Results and the machine they came from are recorded in bench/BENCHMARKS.md ("MINE").
 """
 import argparse
@@ -23,7 +25,7 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import seconds  # noqa: E402
-from helper import mine  # noqa: E402
+from helper import mine, mine_heldout  # noqa: E402
 from helper.precision import configure_backends  # noqa: E402
 
 SIZES = {  # rows, x_dim, t_dim, batch, hidden
@@ -77,10 +79,14 @@ def reference_ms(data, x_dim, batch, hidden, iters, device):
     return timed(step, iters, device)
 
 
-def ours_ms(x, t, batch, hidden, iters, device, amp):
+def ours_ms(x, t, batch, hidden, iters, device, amp, heldout=False):
     """ms per iteration per checkpoint; t is [K, N, d] for K checkpoints sharing x."""
     def run(count):
-        mine.estimate_mi_batched(x, t, iters=count, lr=LR, batch_size=batch, hidden_size=hidden, amp=amp)
+        if heldout:  # patience past the run: every iteration trains, an evaluation every EVAL_EVERY
+            mine_heldout.estimate_mi_heldout(x, t, iters=count, lr=LR, batch_size=batch, hidden_size=hidden,
+                                             amp=amp, patience=10 * count)
+        else:
+            mine.estimate_mi_batched(x, t, iters=count, lr=LR, batch_size=batch, hidden_size=hidden, amp=amp)
     # Whole calls: time a short and a long run and keep the difference, which cancels set-up costs.
     warm = max(2, iters // 5)
     run(warm)
@@ -131,6 +137,12 @@ def main():
     for copies, amp in variants:
         label = f"ours, {copies} checkpoint{'s' if copies > 1 else ''} per run{', bf16' if amp else ''} (per checkpoint)"
         timings.append((label, ours_ms(x_device, t_device[:copies], batch, hidden, iters, device, amp)))
+    # At least two held-out evaluations inside the timed difference of two runs.
+    heldout_iters = max(iters, 2 * mine_heldout.EVAL_EVERY)
+    for copies in (1, args.batch_ckpts):
+        label = f"ours, held-out protocol, {copies} checkpoint{'s' if copies > 1 else ''} per run (per checkpoint)"
+        timings.append((label, ours_ms(x_device, t_device[:copies], batch, hidden, heldout_iters, device, False,
+                                       heldout=True)))
     for label, ms in timings:
         print(f"{label:<75} {ms:9.2f} ms/iter  {reference / ms:6.1f}x")
     if args.profile:

@@ -58,6 +58,9 @@ class MineResult:
     average_last: int
     heldout_curve: list = field(default_factory=list)  # [(iteration, held-out bound)] once per window
     diagnostics: dict = field(default_factory=dict)
+    protocol: str = "reference"
+    stderr: float | None = None     # of `estimate`; for the reference protocol only the spread of its bounds
+    iteration: int | None = None    # the iteration `estimate` comes from (the last of its window)
 
     def smoothed(self):
         """Trailing mean of the finite bounds over `average_last` iterations; its last value is the estimate."""
@@ -185,43 +188,83 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
     generator = torch.Generator(device=device).manual_seed(seed)
     train_rows, heldout_rows = _split_rows(rows, eval_fraction, generator, device)
     heldout = None if heldout_rows is None else HeldOutBound(a, b, heldout_rows, batch_size, amp, generator)
-    train_count = train_rows if heldout is None else len(train_rows)
-    if batch_size > train_count:
-        raise ValueError(f"batch size {batch_size} exceeds the {train_count} rows available for training")
-    critic = BatchedCritic(copies, a.shape[-1], b.shape[-1], hidden_size, generator, device)
-    optimizer = MaskedAdam(critic.flat_weights, critic.flat_grads, lr)
-    log_ma = torch.zeros(copies, device=device)  # log of the moving average, which starts at 1
-    curve = torch.full((iters, copies), float("nan"), device=device)
-    active = torch.ones(copies, dtype=torch.bool, device=device)
-    stopped_at = [iters] * copies
+    training = CriticTraining(a, b, train_rows, iters, lr=lr, batch_size=batch_size, hidden_size=hidden_size,
+                              amp=amp, generator=generator)
     window = min(average_last, iters)
     heldout_points = []  # (iteration, bound per copy on the device): read back only at the end
-    with warnings.catch_warnings():
-        # Gradients land in rows of flat_grads on purpose; autograd would prefer them contiguous.
-        warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
-        for iteration in range(iters):
-            a_rows, b_rows = _draw_batches(a, b, train_rows, batch_size, generator)
-            with autocast(device, amp):
-                critic_out = critic(a_rows, b_rows).float()
-            bound, loss, log_ma_next = _dv_step(critic_out, batch_size, log_ma)
-            ok = torch.isfinite(loss) & active
-            critic.zero_grad()
-            torch.where(ok, loss, 0.0).sum().backward()
-            ok = optimizer.step(ok)
-            log_ma = torch.where(ok, log_ma_next, log_ma)
-            curve[iteration] = torch.where(ok, bound.detach(), float("nan"))
-            done = iteration + 1
+    with training:
+        while training.done < iters:
+            training.step()
+            done = training.done
             if heldout is not None and (done % window == 0 or done == iters):
-                heldout_points.append((done, heldout(critic)))
+                heldout_points.append((done, heldout(training.critic)))
             if early_stop and done % window == 0 and done < iters:
-                if _stop_flat_copies(curve[:done].cpu(), window, tolerance, active, stopped_at, done):
+                if _stop_flat_copies(training.curve[:done].cpu(), window, tolerance, training, done):
                     break
-    curve, log_ma = curve.cpu(), log_ma.cpu()
+    curve, log_ma = training.curve.cpu(), training.log_ma.cpu()
     heldout_points = [(done, values.cpu()) for done, values in heldout_points]
+    stopped_at = training.stopped_at
     return [_result(curve[:stopped_at[k], k], stopped_at[k] < iters, log_ma[k],
                     [(done, *map(float, values[k])) for done, values in heldout_points if done <= stopped_at[k]],
                     window, tolerance)
-            for k in range(copies)]
+            for k in range(len(stopped_at))]
+
+
+class CriticTraining:
+    """K critics trained with the reference's batches and loss, one iteration per `step()`;
+    both protocols (this module's and helper/mine_heldout.py's) drive it.
+
+    train_rows: the row ids the batches are drawn from, or an int N for all rows.
+    `curve[i, k]` is copy k's DV bound on iteration i's training batches (NaN where its step
+    was skipped or the copy had stopped); `stop(k)` freezes copy k from the next step on.
+    Use it as a context manager around the loop (it silences one expected warning).
+    """
+
+    def __init__(self, a, b, train_rows, iters, *, lr, batch_size, hidden_size, amp, generator):
+        copies, device = max(x.shape[0] if x.dim() == 3 else 1 for x in (a, b)), a.device
+        train_count = train_rows if isinstance(train_rows, int) else len(train_rows)
+        if batch_size > train_count:
+            raise ValueError(f"batch size {batch_size} exceeds the {train_count} rows available for training")
+        self.a, self.b, self.train_rows, self.batch_size, self.amp = a, b, train_rows, batch_size, amp
+        self.generator = generator
+        self.critic = BatchedCritic(copies, a.shape[-1], b.shape[-1], hidden_size, generator, device)
+        self.optimizer = MaskedAdam(self.critic.flat_weights, self.critic.flat_grads, lr)
+        self.log_ma = torch.zeros(copies, device=device)  # log of the moving average, which starts at 1
+        self.curve = torch.full((iters, copies), float("nan"), device=device)
+        self.active = torch.ones(copies, dtype=torch.bool, device=device)
+        self.stopped_at = [iters] * copies
+        self.done = 0
+
+    def __enter__(self):
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        # Gradients land in rows of flat_grads on purpose; autograd would prefer them contiguous.
+        warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+        return self
+
+    def __exit__(self, *exc):
+        return self._warnings.__exit__(*exc)
+
+    def step(self):
+        a_rows, b_rows = _draw_batches(self.a, self.b, self.train_rows, self.batch_size, self.generator)
+        with autocast(self.a.device, self.amp):
+            critic_out = self.critic(a_rows, b_rows).float()
+        bound, loss, log_ma_next = _dv_step(critic_out, self.batch_size, self.log_ma)
+        ok = torch.isfinite(loss) & self.active
+        self.critic.zero_grad()
+        torch.where(ok, loss, 0.0).sum().backward()
+        ok = self.optimizer.step(ok)
+        self.log_ma = torch.where(ok, log_ma_next, self.log_ma)
+        self.curve[self.done] = torch.where(ok, bound.detach(), float("nan"))
+        self.done += 1
+
+    def stop(self, copy):
+        self.active[copy] = False
+        self.stopped_at[copy] = self.done
+
+    @property
+    def stopped(self):
+        return not bool(self.active.any())
 
 
 def _check_inputs(a, b):
@@ -289,15 +332,14 @@ def _dv_step(critic_out, batch_size, log_ma):
     return bound, loss, log_ma_next
 
 
-def _stop_flat_copies(curve, window, tolerance, active, stopped_at, done):
-    """Deactivate copies whose trend was flat at this check and the one before; True when none is left."""
+def _stop_flat_copies(curve, window, tolerance, training, done):
+    """Stop the copies whose trend was flat at this check and the one before; True when none is left."""
     for k in range(curve.shape[1]):
-        if active[k]:
+        if training.active[k]:
             trends = [window_trend(curve[:end, k], window, tolerance)["trend"] for end in (done - window, done)]
             if trends == ["flat", "flat"]:
-                active[k] = False
-                stopped_at[k] = done
-    return not bool(active.any())
+                training.stop(k)
+    return training.stopped
 
 
 class HeldOutBound:
@@ -342,10 +384,14 @@ def _result(curve, stopped_early, log_ma, heldout_points, window, tolerance):
     heldout_noise = heldout_points[-1][2] if heldout_points else None
     diagnostics = convergence_diagnostics(curve, window, tolerance)
     diagnostics.update(stopped_early=stopped_early, **heldout_diagnostics(estimate, heldout_curve, heldout_noise))
+    last = curve[-window:]
+    last = last[torch.isfinite(last)]
+    # Iteration-to-iteration noise of the last window only: it knows nothing of memorisation.
+    stderr = float(last.std() / math.sqrt(len(last))) if len(last) > 1 else None
     return MineResult(estimate=estimate, curve=curve, iterations=len(curve),
                       skipped_steps=int((~torch.isfinite(curve)).sum()), moving_average=float(log_ma.exp()),
                       heldout_estimate=diagnostics["heldout_estimate"], average_last=window,
-                      heldout_curve=heldout_curve, diagnostics=diagnostics)
+                      heldout_curve=heldout_curve, diagnostics=diagnostics, stderr=stderr, iteration=len(curve))
 
 
 # --------------------------------------------------------------------------- diagnostics

@@ -1,31 +1,51 @@
-"""What a MINE estimate of a checkpoint leaves behind (mine.py): the printed lines, the
-results row and its file, and the TensorBoard layout.
+"""mine.py's options turned into estimates, and what an estimate leaves behind: the printed
+lines, the results row and its file, and the TensorBoard layout.
 
     printed       `I(X;T) of {model} of {epoch}-th epoch is : {value}` (the reference's line),
                   then one line of diagnostics
-    results file  <run folder>/mine_{mode}_{dataset}.jsonl, one row per checkpoint
-    TensorBoard   mine/I(X;T)_<dataset> against source epoch; under mine_curve/epoch_<E>/ the
-                  per-iteration bound, its smoothed value and the held-out bound against iteration
+    results file  <run folder>/mine_{mode}_{dataset}.jsonl (reference protocol) or
+                  mine_{mode}_{dataset}_heldout.jsonl, one row per checkpoint: `estimate`,
+                  `stderr`, `iteration` (where the estimate comes from), `iterations` (trained),
+                  `protocol`, `status`, the settings and the diagnostics
+    TensorBoard   mine/I(X;T)_<dataset>[_heldout] against source epoch; under
+                  mine_curve/epoch_<E>/ the per-iteration training bound, its smoothed value and
+                  the held-out bound against iteration
 """
 import math
 from pathlib import Path
 
 import torch
 
+from helper import mine, mine_heldout
 from helper.results import store_result
 
 NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
+PROTOCOLS = ("reference", "heldout")
 CURVE_POINTS = 1000  # per-iteration curves are averaged down to at most this many TensorBoard points
 
 
-def results_file_name(mode, dataset_tag):
-    return f"mine_{mode}_{dataset_tag}.jsonl"
+def estimate(opts, a, b):
+    """A MineResult per copy of a/b ([N, d] shared or [K, N, d]) under the protocol `opts` names."""
+    common = dict(iters=opts.iter_num, lr=opts.lr, batch_size=opts.batch_size, hidden_size=opts.hidden_size,
+                  seed=opts.seed, amp=opts.amp, eval_fraction=opts.eval_fraction)
+    if opts.protocol == "heldout":
+        return mine_heldout.estimate_mi_heldout(a, b, eval_every=opts.eval_every, patience=opts.patience, **common)
+    return mine.estimate_mi_batched(a, b, early_stop=opts.early_stop, **common)
+
+
+def results_file_name(mode, dataset_tag, protocol="reference"):
+    suffix = "" if protocol == "reference" else f"_{protocol}"
+    return f"mine_{mode}_{dataset_tag}{suffix}.jsonl"
 
 
 def critic_settings(opts):
     """What an estimate depends on besides its data: rows made with others do not compare."""
-    return {"lr": opts.lr, "iter_num": opts.iter_num, "batch_size": opts.batch_size, "hidden_size": opts.hidden_size,
-            "seed": opts.seed, "amp": opts.amp, "eval_fraction": opts.eval_fraction, "early_stop": opts.early_stop}
+    settings = {"protocol": opts.protocol, "lr": opts.lr, "iter_num": opts.iter_num, "batch_size": opts.batch_size,
+                "hidden_size": opts.hidden_size, "seed": opts.seed, "amp": opts.amp,
+                "eval_fraction": opts.eval_fraction}
+    if opts.protocol == "heldout":
+        return {**settings, "patience": opts.patience, "eval_every": opts.eval_every}
+    return {**settings, "early_stop": opts.early_stop}
 
 
 def recorded_settings(opts, run):
@@ -35,9 +55,10 @@ def recorded_settings(opts, run):
 
 def estimate_row(result, seconds, device):
     """What one critic's run gives, for a results row."""
-    return {"estimate": result.estimate, "heldout_estimate": result.heldout_estimate,
-            "status": result.diagnostics["status"], "iterations": result.iterations,
-            "seconds": round(seconds, 3), "device": str(device), "diagnostics": result.diagnostics}
+    return {"estimate": result.estimate, "stderr": result.stderr, "iteration": result.iteration,
+            "heldout_estimate": result.heldout_estimate, "status": result.diagnostics["status"],
+            "iterations": result.iterations, "seconds": round(seconds, 3), "device": str(device),
+            "diagnostics": result.diagnostics}
 
 
 def report_checkpoint(opts, run, epoch, path, result, seconds, group_size, device, results_path, writer, tag):
@@ -54,6 +75,18 @@ def report_checkpoint(opts, run, epoch, path, result, seconds, group_size, devic
 
 def describe(result):
     diagnostics = result.diagnostics
+    if result.protocol == "heldout":
+        stop = ("stopped: no better held-out bound for the last " f"{diagnostics['patience']} iterations"
+                if diagnostics["status"] == "stopped" else "reached --iter_num while still improving")
+        parts = [f"held-out bound {result.estimate:.4f} +- {result.stderr:.4f} at iteration {result.iteration} "
+                 f"(mean of {diagnostics['smoothing']} evaluations)",
+                 f"{result.iterations} iterations ({stop})",
+                 f"training-batch estimate {diagnostics['train_estimate']:.4f}"]
+        if diagnostics["best_at_first_eval"]:
+            parts.append("best at the first evaluation: no dependence that generalises was found")
+        if result.skipped_steps:
+            parts.append(f"{result.skipped_steps} non-finite steps skipped")
+        return ", ".join(parts)
     change = diagnostics["rel_change"]
     parts = [f"status {diagnostics['status']}",
              f"change over the last {diagnostics['span']} iterations {change:+.1%}" if change is not None
@@ -70,14 +103,24 @@ def describe(result):
 
 
 def write_tensorboard(writer, tag, epoch, result):
+    """The estimate against source epoch, and the run's curves against iteration."""
+    curves = f"mine_curve/epoch_{epoch}/{tag}"
+    if result.protocol == "heldout":
+        writer.add_scalar(f"mine/{tag}_heldout", result.estimate, epoch)
+        for step, bound, _ in curve_points(result):
+            writer.add_scalar(f"{curves}_heldout_train", bound, step)  # on the training batches
+        for step, heldout in result.heldout_curve:
+            writer.add_scalar(f"{curves}_heldout", heldout, step)
+        writer.flush()
+        return
     writer.add_scalar(f"mine/{tag}", result.estimate, epoch)
     if result.heldout_estimate is not None:
         writer.add_scalar(f"mine_heldout/{tag}", result.heldout_estimate, epoch)
     for step, bound, smoothed in curve_points(result):
-        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_bound", bound, step)
-        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_smoothed", smoothed, step)
+        writer.add_scalar(f"{curves}_bound", bound, step)
+        writer.add_scalar(f"{curves}_smoothed", smoothed, step)
     for step, heldout in result.heldout_curve:
-        writer.add_scalar(f"mine_curve/epoch_{epoch}/{tag}_heldout", heldout, step)
+        writer.add_scalar(f"{curves}_heldout", heldout, step)
     writer.flush()
 
 

@@ -32,7 +32,8 @@ from helper.run import resolve_run_folder  # noqa: E402
 # protocol (train_bn) and a target tag (folder-my_set) may contain underscores. Results of
 # transfer.py --amp count as a protocol of their own, e.g. adabn_amp.
 TRANSFER_FILE = re.compile(r"transfer_(?P<target>.+)_(?P<protocol>(?:train_bn|adabn|frozen)(?:_amp)?)\.jsonl")
-MINE_FILE = re.compile(r"mine_(?P<mode>xt|ty)_(?P<dataset>.+)\.jsonl")
+# mine.py --protocol heldout writes mine_{mode}_{dataset}_heldout.jsonl beside the reference's file.
+MINE_FILE = re.compile(r"mine_(?P<mode>xt|ty)_(?P<dataset>.+?)(?P<heldout>_heldout)?\.jsonl")
 MINE_NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
 DEFAULT_PROTOCOL = "train_bn"  # the reference's protocol: the one the paper's numbers mean
 
@@ -84,7 +85,8 @@ def load_run(folder, name):
         if match := TRANSFER_FILE.fullmatch(path.name):
             run.transfer[match["target"], match["protocol"]] = series(read(path), "best_acc")
         elif match := MINE_FILE.fullmatch(path.name):
-            run.mine[match["mode"], match["dataset"]] = series(read(path), "estimate")
+            dataset = match["dataset"] + (" (held-out)" if match["heldout"] else "")
+            run.mine[match["mode"], dataset] = series(read(path), "estimate")
         else:
             continue
         found = True

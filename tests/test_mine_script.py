@@ -13,6 +13,8 @@ import sys
 import pytest
 import torch
 
+import helper.mine
+import helper.mine_heldout
 import mine
 import util
 from helper.mine_calibration import rho_for_mi
@@ -149,16 +151,21 @@ def test_batched_checkpoints_give_a_row_each_and_held_out_estimates(workdir, cap
     assert heldout == pytest.approx({50: rows[0]["heldout_estimate"]})
 
 
-def test_early_stop_and_eval_fraction_reach_the_estimator(workdir, monkeypatch):
-    # What early stopping does is tested on the estimator (tests/test_mine.py); here: the flags arrive.
-    calls = []
-    real = mine.mine.estimate_mi_batched
+def recording(monkeypatch, module, name):
+    """Calls of the estimator `module.name`, each still computed."""
+    calls, real = [], getattr(module, name)
 
-    def recording(a, b, **options):
+    def record(a, b, **options):
         calls.append(options)
         return real(a, b, **options)
 
-    monkeypatch.setattr(mine.mine, "estimate_mi_batched", recording)
+    monkeypatch.setattr(module, name, record)
+    return calls
+
+
+def test_early_stop_and_eval_fraction_reach_the_estimator(workdir, monkeypatch):
+    # What early stopping does is tested on the estimator (tests/test_mine.py); here: the flags arrive.
+    calls = recording(monkeypatch, helper.mine, "estimate_mi_batched")
     mine.main(XT + ["--early_stop", "--eval_fraction", "0.25", "--start_epoch", "4", "--skip", "100"])
     assert [(c["early_stop"], c["eval_fraction"], c["iters"], c["lr"], c["batch_size"], c["hidden_size"])
             for c in calls] == [(True, 0.25, 50, 1e-3, 64, 32)]
