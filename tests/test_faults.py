@@ -374,3 +374,36 @@ def test_ctc_killed_in_stage_two_resumes_to_the_uninterrupted_state(tmp_path, mo
     before = {path: path.stat().st_mtime_ns for path in (tmp_path / "crashed" / "save").rglob("*")}
     train_ctc.main(CTC + ["--resume"])
     assert {path: path.stat().st_mtime_ns for path in (tmp_path / "crashed" / "save").rglob("*")} == before
+
+
+# --------------------------------------------------------------------------- impossible settings
+
+def test_a_stage_two_epoch_not_below_epochs_is_one_line(data_dir, monkeypatch, capsys):
+    monkeypatch.chdir(data_dir)
+    for stage_two in ("3", "5"):   # CTC trains 3 epochs: stage 2 would be empty
+        line = one_line_error(in_process(train_ctc.main, CTC + ["--stage_two_epoch", stage_two], capsys))
+        assert f"--stage_two_epoch ({stage_two}) must be smaller than --epochs (3)" in line
+    assert not (data_dir / "save").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--eval_fraction", "1"], "--eval_fraction must be in [0, 1), got 1.0"),
+    (["--eval_fraction", "-0.1"], "--eval_fraction must be in [0, 1), got -0.1"),
+    (["--calibrate", "gaussian", "--rho", "0.5", "1.0"], "--rho values must lie strictly between -1 and 1"),
+    (["--calibrate", "gaussian", "--rho", "-1.5"], "--rho values must lie strictly between -1 and 1"),
+])
+def test_mine_fractions_and_correlations_out_of_range_are_one_line(run_folder, capsys, flags, message):
+    line = one_line_error(in_process(mine.main, ESTIMATE + flags, capsys))
+    assert message in line
+    assert not list(run_folder.glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("main, argv", [(train_vanilla.main, TRAIN), (train_ctc.main, CTC)])
+def test_a_batch_not_divisible_by_the_training_processes_is_one_line(data_dir, monkeypatch, capsys, main, argv):
+    # As if started by torchrun with three processes: each needs an equal share of --batch_size.
+    import helper.session
+    monkeypatch.setattr(helper.session, "init_distributed", lambda device: (0, 3, torch.device("cpu")))
+    monkeypatch.chdir(data_dir)
+    line = one_line_error(in_process(main, argv + ["--batch_size", "16"], capsys))
+    assert line == "error: --batch_size 16 must be divisible by the 3 training processes"
+    assert not (data_dir / "save").exists()

@@ -193,7 +193,7 @@ def test_amp_runs_the_critic_in_bf16_on_any_device_and_bad_shapes_are_named():
     x, y = gaussians(1.0, 1, rows=300)
     full, amp = (mine.estimate_mi(x, y, iters=10, amp=amp, **{**SMALL, "batch_size": 100}) for amp in (False, True))
     assert torch.isfinite(amp.curve).all() and not torch.equal(amp.curve, full.curve)
-    assert torch.allclose(amp.curve, full.curve, atol=0.05)
+    assert torch.allclose(amp.curve, full.curve, rtol=0.1, atol=1e-4)  # the curve climbs from 0 to ~3e-3
     with pytest.raises(ValueError, match="batch size 256 exceeds"):
         mine.estimate_mi(x[:200], y[:200], iters=10, **SMALL)
     with pytest.raises(ValueError, match="disagree"):
