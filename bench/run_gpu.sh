@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU measurements of bench/BENCHMARKS.md's transfer and MINE sections in one go. Each step
-# is time-limited so that one slow step cannot take the rest down; the limits add up to under 10
-# minutes, and on the H200 of 2026-11-28 the steps took about 6 minutes
-# together (timed over two calls).
+# is time-limited so that one slow step cannot take the rest down; the limits add up to 740 s, so
+# run it in two calls of under 10 minutes if need be (on the H200 of 2026-11-28 the steps before
+# the held-out calibration took about 6 minutes together).
 #
 #     bash bench/run_gpu.sh [log folder]        # default: save/bench_logs
 set -u
@@ -31,8 +31,9 @@ step feature_speed 150 python3 bench/feature_speed.py --images 90000 --device cu
 step mine_speed 80 python3 bench/mine_speed.py --amp --profile
 # I(T;Y) shapes: a small first layer, so even four batched critics may be bound by dispatch.
 step mine_speed_ty 40 python3 bench/mine_speed.py --size ty --batch_ckpts 8
-# MINE at the reference's full size on Gaussians of known MI.
-step mine_calibration 90 python3 mine.py --calibrate gaussian --dim 100 --true_mi 0.5 1 2 4 \
-    --hidden_size 1024 --batch_size 5000 --iter_num 1e+4 --lr 8e-5 --eval_fraction 0.1 --device cuda
-# The tests that only run where CUDA is (the device-resident loader).
+# MINE at the reference's full size on 100-dimensional Gaussians of known MI, both protocols
+# (bench/mine_calibration.py resumes an interrupted grid from its results file).
+step mine_calibration 240 python3 bench/mine_calibration.py --results "$logs/mine_calibration.jsonl" --dims 100 \
+    --hidden_size 1024 --batch_size 5000 --iter_num 1e+4 --lr 8e-5 --device cuda
+# The tests that only run where CUDA is (the device-resident loader, CUDA-graph steps against eager ones).
 step cuda_tests 40 python3 -m pytest -q -p no:cacheprovider -k cuda tests/

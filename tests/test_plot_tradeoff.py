@@ -172,6 +172,17 @@ def test_panels_use_last_row_and_skip_missing_series(workspace, monkeypatch):
     assert [p.title for p in plot_tradeoff.panels([only_mine], None)] == ["I(T;Y) on cifar100"]
 
 
+def test_heldout_mine_files_are_their_own_series(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    write_lines(folder / "mine_xt_cifar100.jsonl", [mine_row(2, "xt", "cifar100", 5.0)])
+    write_lines(folder / "mine_xt_cifar100_heldout.jsonl", [mine_row(2, "xt", "cifar100", 0.4)])
+    write_lines(folder / "mine_ty_folder-my_heldout_set.jsonl", [mine_row(2, "ty", "folder:x", 0.7)])
+    run = plot_tradeoff.load_run(folder, "run")
+    assert run.mine == {("xt", "cifar100"): {2: 5.0}, ("xt", "cifar100 (held-out)"): {2: 0.4},
+                        ("ty", "folder-my_heldout_set"): {2: 0.7}}
+
+
 def test_protocol_flag_picks_another_file(workspace, monkeypatch, tmp_path):
     stdout, _ = run_script(workspace, monkeypatch, VANILLA, str(workspace / "ctc_copy" / CTC),
                            "--protocol", "adabn", "--out", str(tmp_path / "adabn"))
