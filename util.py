@@ -12,6 +12,7 @@ import io
 import json
 import os
 import random
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -122,6 +123,9 @@ def _atomic_write(path, write):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); the renamed file gets the mode a plain write
+        # would give it, so that checkpoints and results stay readable by whoever could read them.
+        os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -131,6 +135,16 @@ def _atomic_write(path, write):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _file_mode(path):
+    """The existing file's permissions, or those of a new file under this process's umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_save(obj, path):

@@ -85,6 +85,19 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
     assert os.listdir(tmp_path) == ["ckpt.pth"]   # no temp file left behind
 
 
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    util.atomic_save({"epoch": 1}, tmp_path / "ckpt.pth")
+    util.atomic_write_text(tmp_path / "rows.jsonl", "{}\n")
+    # mkstemp's 0600 would lock others out of checkpoints and results on a shared machine.
+    for path in (tmp_path / "ckpt.pth", tmp_path / "rows.jsonl"):
+        assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    os.chmod(tmp_path / "rows.jsonl", 0o640)  # a mode the user chose survives a rewrite
+    util.atomic_write_text(tmp_path / "rows.jsonl", "{}\n{}\n")
+    assert (tmp_path / "rows.jsonl").stat().st_mode & 0o777 == 0o640
+
+
 def test_load_checkpoint_names_a_truncated_file(tmp_path):
     path = tmp_path / "ckpt_epoch_2.pth"
     util.atomic_save({"epoch": 2, "model": {"w": torch.ones(1000)}}, path)
