@@ -76,8 +76,9 @@ def report_checkpoint(opts, run, epoch, path, result, seconds, group_size, devic
 def describe(result):
     diagnostics = result.diagnostics
     if result.protocol == "heldout":
-        stop = ("stopped: no better held-out bound for the last " f"{diagnostics['patience']} iterations"
-                if diagnostics["status"] == "stopped" else "reached --iter_num while still improving")
+        stop = (f"stopped: no better held-out bound for {diagnostics['patience']} iterations"
+                if diagnostics["status"] == "stopped"
+                else f"--iter_num reached within {diagnostics['patience']} iterations of the best evaluation")
         parts = [f"held-out bound {result.estimate:.4f} +- {result.stderr:.4f} at iteration {result.iteration} "
                  f"(mean of {diagnostics['smoothing']} evaluations)",
                  f"{result.iterations} iterations ({stop})",
