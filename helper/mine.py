@@ -41,7 +41,9 @@ TOLERANCE = 0.02        # relative change over TREND_SPAN windows under which th
 TREND_SPAN = 4          # windows between the two window means whose difference is the trend
 NOISE_SIGMAS = 3.0      # changes within this many standard errors count as noise
 SCALE_FLOOR = 0.05      # nats: relative changes of estimates near 0 are measured against this
-HELDOUT_SHUFFLES = 4    # pairings of the held-out rows that make up its marginal sample
+HELDOUT_SHUFFLES = 4    # derangements per held-out group: the marginal pairs of a held-out bound
+GROUP_ROWS = 100        # held-out rows per jackknife group
+MIN_GROUPS = 10         # fewer groups than this make the jackknife too coarse
 OVERFIT_GAP = 0.1       # a training estimate this much (relative) above the held-out bound is overfitting
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, used by the reference
 
@@ -176,18 +178,19 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
     (shared by every copy) or [K, N, d] (one per copy). Rows are drawn without
     replacement, the same rows for every copy in an iteration (each copy still sees
     the reference's sampling, and a shared input is gathered once).
-    amp: bf16 autocast for the critic (on any device, as helper.features.autocast).
+    amp: bf16 autocast for the critic (on any device, helper.precision.autocast).
     eval_fraction: hold out this fraction of rows; the critic never trains on them, and
-    the DV bound on them (fixed joint and shuffled pairs) is evaluated once per window of
-    `average_last` iterations (`heldout_curve`) and at the end (`heldout_estimate`).
+    the DV bound on them (HeldOutGroups: fixed joint and shuffled pairs, with a jackknife
+    standard error) is evaluated once per window of `average_last` iterations
+    (`heldout_curve`) and at the end (`heldout_estimate`): a diagnostic of memorisation.
     early_stop: end a copy's training once its smoothed estimate has been flat for two
     consecutive windows of `average_last` iterations (see convergence_diagnostics); it
     reads the curve back once per window, the only host sync inside the loop.
     """
-    copies, rows, device = _check_inputs(a, b)
+    copies, rows, device = check_inputs(a, b)
     generator = torch.Generator(device=device).manual_seed(seed)
-    train_rows, heldout_rows = _split_rows(rows, eval_fraction, generator, device)
-    heldout = None if heldout_rows is None else HeldOutBound(a, b, heldout_rows, batch_size, amp, generator)
+    train_rows, heldout_rows = split_rows(rows, eval_fraction, generator, device)
+    heldout = None if heldout_rows is None else HeldOutGroups(a, b, heldout_rows, batch_size, amp, generator)
     training = CriticTraining(a, b, train_rows, iters, lr=lr, batch_size=batch_size, hidden_size=hidden_size,
                               amp=amp, generator=generator)
     window = min(average_last, iters)
@@ -197,7 +200,8 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
             training.step()
             done = training.done
             if heldout is not None and (done % window == 0 or done == iters):
-                heldout_points.append((done, heldout(training.critic)))
+                bound, replicates = heldout(training.critic)
+                heldout_points.append((done, torch.stack((bound, jackknife_stderr(replicates).float()), dim=1)))
             if early_stop and done % window == 0 and done < iters:
                 if _stop_flat_copies(training.curve[:done].cpu(), window, tolerance, training, done):
                     break
@@ -231,7 +235,8 @@ class CriticTraining:
         self.optimizer = MaskedAdam(self.critic.flat_weights, self.critic.flat_grads, lr)
         self.log_ma = torch.zeros(copies, device=device)  # log of the moving average, which starts at 1
         self.curve = torch.full((iters, copies), float("nan"), device=device)
-        self.active = torch.ones(copies, dtype=torch.bool, device=device)
+        self.active = torch.ones(copies, dtype=torch.bool, device=device)  # masks the update on the device
+        self.running = [True] * copies  # the same on the host: asking the device would sync every iteration
         self.stopped_at = [iters] * copies
         self.done = 0
 
@@ -260,14 +265,15 @@ class CriticTraining:
 
     def stop(self, copy):
         self.active[copy] = False
+        self.running[copy] = False
         self.stopped_at[copy] = self.done
 
     @property
     def stopped(self):
-        return not bool(self.active.any())
+        return not any(self.running)
 
 
-def _check_inputs(a, b):
+def check_inputs(a, b):
     if a.device != b.device:
         raise ValueError(f"a is on {a.device} but b on {b.device}")
     if a.dim() not in (2, 3) or b.dim() not in (2, 3):
@@ -283,7 +289,7 @@ def training_row_count(rows, eval_fraction):
     return rows - int(round(rows * eval_fraction))
 
 
-def _split_rows(rows, eval_fraction, generator, device):
+def split_rows(rows, eval_fraction, generator, device):
     """(training rows, held-out rows): ids, or (N, None) when nothing is held out (all of 0..N-1 train)."""
     if not 0 <= eval_fraction < 1:
         raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
@@ -306,10 +312,10 @@ def _draw_batches(a, b, train_rows, batch_size, generator):
     if not isinstance(train_rows, int):
         draws = [train_rows[draw] for draw in draws]
     a_index, b_index = torch.cat((draws[0], draws[1])), torch.cat((draws[0], draws[2]))
-    return _take_rows(a, a_index), _take_rows(b, b_index)
+    return take_rows(a, a_index), take_rows(b, b_index)
 
 
-def _take_rows(x, index):
+def take_rows(x, index):
     return x.index_select(x.dim() - 2, index)
 
 
@@ -335,46 +341,90 @@ def _dv_step(critic_out, batch_size, log_ma):
 def _stop_flat_copies(curve, window, tolerance, training, done):
     """Stop the copies whose trend was flat at this check and the one before; True when none is left."""
     for k in range(curve.shape[1]):
-        if training.active[k]:
+        if training.running[k]:
             trends = [window_trend(curve[:end, k], window, tolerance)["trend"] for end in (done - window, done)]
             if trends == ["flat", "flat"]:
                 training.stop(k)
     return training.stopped
 
 
-class HeldOutBound:
-    """DV bound of each critic on rows it never trains on, and its standard error: [K, 2].
+class HeldOutGroups:
+    """The DV bound of every critic on held-out rows, and its delete-one-group replicates.
 
-    Every held-out row is a joint pair; the marginal pairs are the same rows with b shuffled,
-    HELDOUT_SHUFFLES times (fixed, so values at different iterations compare; several
-    shuffles because log mean exp over one pairing of a few thousand rows is noisy)."""
+    The held-out rows (already in random order) are cut into groups of about GROUP_ROWS.
+    Every row is a joint pair; each of HELDOUT_SHUFFLES shuffles pairs every row's a with the
+    b of the next row in a random cyclic order of its own group (a derangement: never its own
+    b). So a group's statistics use only its own rows, the groups are independent units for
+    the jackknife, and the pairs are fixed: evaluations at different iterations compare.
+    """
 
     def __init__(self, a, b, rows, batch_size, amp, generator):
-        self.a, self.b, self.rows, self.batch_size, self.amp = a, b, rows, batch_size, amp
-        self.shuffled = [rows[torch.randperm(len(rows), generator=generator, device=rows.device)]
-                         for _ in range(HELDOUT_SHUFFLES)]
+        count = len(rows)
+        groups = min(max(MIN_GROUPS, count // GROUP_ROWS), count // 2)  # a derangement needs 2 rows
+        if groups < 2:
+            raise ValueError(f"{count} held-out rows are too few for a held-out bound; raise eval_fraction")
+        self.a, self.b, self.batch_size, self.amp, self.groups = a, b, batch_size, amp, groups
+        device = rows.device
+        group = torch.arange(count, device=device) * groups // count  # contiguous groups of near-equal size
+        sizes = torch.bincount(group, minlength=groups)
+        starts = torch.cumsum(sizes, 0) - sizes
+        a_index, b_index, group_ids = [rows], [rows], [group]
+        for _ in range(HELDOUT_SHUFFLES):
+            # Sort by (group, random key): a random order inside each group, groups still contiguous.
+            order = torch.argsort(group * 2.0 + torch.rand(count, generator=generator, device=device))
+            following = torch.arange(1, count + 1, device=device)
+            following = torch.where(following == starts[group] + sizes[group], starts[group], following)
+            a_index.append(rows[order])
+            b_index.append(rows[order[following]])
+            group_ids.append(group)
+        self.a_index, self.b_index = torch.cat(a_index), torch.cat(b_index)
+        self.group_ids, self.joint_count = torch.cat(group_ids), count
+        self.joint_sizes, self.marginal_sizes = sizes, sizes * HELDOUT_SHUFFLES
 
     @torch.no_grad()
     def __call__(self, critic):
-        joint, marginal = [], []
-        for start in range(0, len(self.rows), self.batch_size):
-            index = self.rows[start:start + self.batch_size]
-            a_rows = _take_rows(self.a, index)
+        """([K] DV bounds on all groups, [K, G] the bounds with one group left out each)."""
+        values = []
+        for start in range(0, len(self.a_index), self.batch_size):
+            a_rows = take_rows(self.a, self.a_index[start:start + self.batch_size])
+            b_rows = take_rows(self.b, self.b_index[start:start + self.batch_size])
             with autocast(a_rows.device, self.amp):
-                joint.append(critic(a_rows, _take_rows(self.b, index)).float())
-                for shuffled in self.shuffled:
-                    marginal.append(critic(a_rows, _take_rows(self.b, shuffled[start:start + self.batch_size])).float())
-        return dv_bound_and_error(torch.cat(joint, dim=1), torch.cat(marginal, dim=1))
+                values.append(critic(a_rows, b_rows).float())
+        values = torch.cat(values, dim=1)
+        joint, marginal = values[:, :self.joint_count], values[:, self.joint_count:]
+        joint_group, marginal_group = self.group_ids[:self.joint_count], self.group_ids[self.joint_count:]
+        joint_sums = torch.zeros(len(values), self.groups, device=values.device).index_add_(1, joint_group, joint)
+        log_sum_exps = group_logsumexp(marginal, marginal_group, self.groups)
+        bound = dv_from_groups(joint_sums, log_sum_exps, self.joint_sizes, self.marginal_sizes)
+        # Leave group g out: the other groups' sums, and the logsumexp over the other groups.
+        left_out = torch.eye(self.groups, dtype=torch.bool, device=values.device)
+        others = log_sum_exps[:, None, :].masked_fill(left_out, -math.inf)
+        replicates = ((joint_sums.sum(1, keepdim=True) - joint_sums) / (self.joint_count - self.joint_sizes)
+                      - (torch.logsumexp(others, dim=2)
+                         - torch.log(self.marginal_sizes.sum() - self.marginal_sizes).to(values.dtype)))
+        return bound, replicates
 
 
-def dv_bound_and_error(joint, marginal):
-    """[K, 2]: the DV bound mean(joint) - log mean exp(marginal) of critic values [K, n] and
-    [K, m], and its standard error by the delta method (each term's own sample count)."""
-    bound = joint.mean(dim=1) - (torch.logsumexp(marginal, dim=1) - math.log(marginal.shape[1]))
-    # exp() is shifted by the max, which the ratio var(w) / mean(w)^2 cancels.
-    weights = torch.exp(marginal - marginal.max(dim=1, keepdim=True).values)
-    variance = joint.var(dim=1) / joint.shape[1] + weights.var(dim=1) / (marginal.shape[1] * weights.mean(dim=1) ** 2)
-    return torch.stack((bound, variance.sqrt()), dim=1)
+def group_logsumexp(values, group_ids, groups):
+    """[K, G]: logsumexp of the [K, M] values of each group, stable for large critic values."""
+    peak = torch.full((len(values), groups), -math.inf, device=values.device)
+    peak = peak.scatter_reduce(1, group_ids.expand_as(values), values, reduce="amax")
+    sums = torch.zeros_like(peak).index_add_(1, group_ids, torch.exp(values - peak[:, group_ids]))
+    return peak + torch.log(sums)
+
+
+def dv_from_groups(joint_sums, log_sum_exps, joint_sizes, marginal_sizes):
+    """[K]: mean of the joint values minus log mean exp of the marginal values, from per-group sums."""
+    mean_joint = joint_sums.sum(1) / joint_sizes.sum()
+    return mean_joint - (torch.logsumexp(log_sum_exps, dim=1) - math.log(int(marginal_sizes.sum())))
+
+
+def jackknife_stderr(replicates):
+    """[..., G] delete-one-group replicates -> standard error: sqrt((G-1)/G * sum_g (r_g - mean r)^2)."""
+    replicates = replicates.double()
+    groups = replicates.shape[-1]
+    spread = ((replicates - replicates.mean(-1, keepdim=True)) ** 2).sum(-1)
+    return ((groups - 1) / groups * spread).sqrt()
 
 
 def _result(curve, stopped_early, log_ma, heldout_points, window, tolerance):

@@ -99,18 +99,24 @@ def calibrate(args, device):
           f"iterations, {seconds:.1f} s on {device}")
     # Reference protocol: the smoothed estimate after a quarter, half and all of the iterations.
     marks = sorted({max(1, args.iter_num * q // 4) for q in (1, 2, 4)})
-    columns = ([f"@{m}" for m in marks] if args.protocol == "reference" else ["estimate", "stderr", "at iter"])
-    print(" ".join([f"{'true MI':>8}", f"{'param':>7}"] + [f"{c:>9}" for c in columns]
+    if args.protocol == "reference":
+        columns = [f"@{m}" for m in marks] + (["held-out"] if args.eval_fraction else [])
+    else:
+        columns = ["estimate", "stderr", "at iter"]
+    parameter_name = "classes" if args.calibrate == "classes" else "rho"
+    print(" ".join([f"{'true MI':>8}", f"{parameter_name:>7}"] + [f"{c:>9}" for c in columns]
                    + [f"{'error':>8}", f"{'iters':>6}", "status"]))
     for (parameter, truth), result in zip(parameters, results):
         row = calibration_row(args, parameter, truth, result, marks, seconds / len(results), device)
         if args.protocol == "reference":
             cells = [f"{value:9.4f}" for value in row["estimate_at"].values()]
+            if args.eval_fraction:
+                cells.append(f"{result.heldout_estimate:9.4f}")
             status = result.diagnostics["status"] + (", overfitting" if result.diagnostics["overfitting"] else "")
         else:
             cells = [f"{result.estimate:9.4f}", f"{result.stderr:9.4f}", f"{result.iteration:9d}"]
             status = result.diagnostics["status"] + (", above truth + 2 SE" if row["above_truth"] else "")
-        shown = f"{parameter:7d}" if isinstance(parameter, int) else f"{parameter:7.4f}"  # classes, or rho
+        shown = f"{parameter:7d}" if parameter_name == "classes" else f"{parameter:7.4f}"
         print(" ".join([f"{truth:8.4f}", shown] + cells
                        + [f"{row['error']:+8.1%}", f"{result.iterations:6d}", status]), flush=True)
         if args.results:
@@ -122,7 +128,7 @@ def calibration_row(args, parameter, truth, result, marks, seconds, device):
     at_marks = [float(smoothed[m - 1]) if m <= result.iterations else float("nan") for m in marks]
     stderr = result.stderr or 0.0
     return {**critic_settings(args), **estimate_row(result, seconds, device),
-            "mode": "calibrate", "problem": args.calibrate, "dim": args.dim, "parameter": parameter,
-            "true_mi": truth, "rows": args.calibrate_rows, "error": (result.estimate - truth) / truth,
+            "mode": "calibrate", "problem": args.calibrate, "dim": args.dim,
+            "classes" if args.calibrate == "classes" else "rho": parameter, "true_mi": truth, "rows": args.calibrate_rows, "error": (result.estimate - truth) / truth,
             "above_truth": result.estimate > truth + 2 * stderr,
             "estimate_at": dict(zip(map(str, marks), at_marks))}

@@ -7,9 +7,9 @@ lines, the results row and its file, and the TensorBoard layout.
                   mine_{mode}_{dataset}_heldout.jsonl, one row per checkpoint: `estimate`,
                   `stderr`, `iteration` (where the estimate comes from), `iterations` (trained),
                   `protocol`, `status`, the settings and the diagnostics
-    TensorBoard   mine/I(X;T)_<dataset>[_heldout] against source epoch; under
-                  mine_curve/epoch_<E>/ the per-iteration training bound, its smoothed value and
-                  the held-out bound against iteration
+    TensorBoard   mine/I(X;T)_<dataset>[_heldout] against source epoch; the curves against
+                  iteration under mine_curve/epoch_<E>/ (reference) or
+                  mine_heldout_curve/epoch_<E>/ (held-out protocol)
 """
 import math
 from pathlib import Path
@@ -18,6 +18,7 @@ import torch
 
 from helper import mine, mine_heldout
 from helper.results import store_result
+from util import UserError
 
 NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
 PROTOCOLS = ("reference", "heldout")
@@ -28,9 +29,12 @@ def estimate(opts, a, b):
     """A MineResult per copy of a/b ([N, d] shared or [K, N, d]) under the protocol `opts` names."""
     common = dict(iters=opts.iter_num, lr=opts.lr, batch_size=opts.batch_size, hidden_size=opts.hidden_size,
                   seed=opts.seed, amp=opts.amp, eval_fraction=opts.eval_fraction)
-    if opts.protocol == "heldout":
-        return mine_heldout.estimate_mi_heldout(a, b, eval_every=opts.eval_every, patience=opts.patience, **common)
-    return mine.estimate_mi_batched(a, b, early_stop=opts.early_stop, **common)
+    try:
+        if opts.protocol == "heldout":
+            return mine_heldout.estimate_mi_heldout(a, b, eval_every=opts.eval_every, patience=opts.patience, **common)
+        return mine.estimate_mi_batched(a, b, early_stop=opts.early_stop, **common)
+    except ValueError as err:  # the estimators' checks of their inputs: too few rows for the split asked for
+        raise UserError(f"{err} (see --eval_fraction, --batch_size)") from None
 
 
 def results_file_name(mode, dataset_tag, protocol="reference"):
@@ -76,11 +80,15 @@ def report_checkpoint(opts, run, epoch, path, result, seconds, group_size, devic
 def describe(result):
     diagnostics = result.diagnostics
     if result.protocol == "heldout":
-        stop = (f"stopped: no better held-out bound for {diagnostics['patience']} iterations"
-                if diagnostics["status"] == "stopped"
-                else f"--iter_num reached within {diagnostics['patience']} iterations of the best evaluation")
+        if diagnostics["status"] == "stopped":
+            stop = f"stopped: no better held-out bound for {diagnostics['patience']} iterations"
+        elif result.iterations < diagnostics["patience"]:
+            stop = f"--iter_num reached before early stopping could act (--patience {diagnostics['patience']})"
+        else:
+            stop = f"--iter_num reached within {diagnostics['patience']} iterations of the best evaluation"
+        count = diagnostics["smoothed_over"]
         parts = [f"held-out bound {result.estimate:.4f} +- {result.stderr:.4f} at iteration {result.iteration} "
-                 f"(mean of {diagnostics['smoothing']} evaluations)",
+                 f"(mean of {count} evaluation{'s' if count > 1 else ''})",
                  f"{result.iterations} iterations ({stop})",
                  f"training-batch estimate {diagnostics['train_estimate']:.4f}"]
         if diagnostics["best_at_first_eval"]:
@@ -104,19 +112,26 @@ def describe(result):
 
 
 def write_tensorboard(writer, tag, epoch, result):
-    """The estimate against source epoch, and the run's curves against iteration."""
-    curves = f"mine_curve/epoch_{epoch}/{tag}"
+    """The estimate against source epoch, and the run's curves against iteration.
+
+    The held-out protocol's scalars end in `_heldout` and its curves live under
+    `mine_heldout_curve/`, apart from the reference protocol's `mine_curve/` (whose `_heldout`
+    curve and `mine_heldout/` scalar are its --eval_fraction diagnostic), so that both
+    protocols run on one run folder never write the same tag.
+    """
     if result.protocol == "heldout":
         writer.add_scalar(f"mine/{tag}_heldout", result.estimate, epoch)
+        curves = f"mine_heldout_curve/epoch_{epoch}/{tag}"
         for step, bound, _ in curve_points(result):
-            writer.add_scalar(f"{curves}_heldout_train", bound, step)  # on the training batches
+            writer.add_scalar(f"{curves}_train", bound, step)  # on the training batches
         for step, heldout in result.heldout_curve:
-            writer.add_scalar(f"{curves}_heldout", heldout, step)
+            writer.add_scalar(f"{curves}_bound", heldout, step)
         writer.flush()
         return
     writer.add_scalar(f"mine/{tag}", result.estimate, epoch)
     if result.heldout_estimate is not None:
         writer.add_scalar(f"mine_heldout/{tag}", result.heldout_estimate, epoch)
+    curves = f"mine_curve/epoch_{epoch}/{tag}"
     for step, bound, smoothed in curve_points(result):
         writer.add_scalar(f"{curves}_bound", bound, step)
         writer.add_scalar(f"{curves}_smoothed", smoothed, step)

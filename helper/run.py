@@ -83,7 +83,7 @@ class TrainingRun:
     needs (optimizer, RNG, method and step state), so a killed run loses at most one epoch.
     """
 
-    def __init__(self, folder, model_name, args, may_change=frozenset(), resume=False, writes=True):
+    def __init__(self, folder, model_name, args, may_change, resume=False, writes=True):
         """Checks the folder and reads the resume state; nothing is written before `open()`,
         so a run that fails while loading its data leaves no folder behind. `may_change`:
         the settings a resumed run may change (how it executes, not what it computes)."""

@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 # Run as `python scripts/plot_tradeoff.py` from the repository root: util lives there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
+from helper.mine_report import NAMES  # noqa: E402
 from helper.results import read_results  # noqa: E402
 from helper.run import resolve_run_folder  # noqa: E402
 
@@ -34,7 +35,6 @@ from helper.run import resolve_run_folder  # noqa: E402
 TRANSFER_FILE = re.compile(r"transfer_(?P<target>.+)_(?P<protocol>(?:train_bn|adabn|frozen)(?:_amp)?)\.jsonl")
 # mine.py --protocol heldout writes mine_{mode}_{dataset}_heldout.jsonl beside the reference's file.
 MINE_FILE = re.compile(r"mine_(?P<mode>xt|ty)_(?P<dataset>.+?)(?P<heldout>_heldout)?\.jsonl")
-MINE_NAMES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
 DEFAULT_PROTOCOL = "train_bn"  # the reference's protocol: the one the paper's numbers mean
 
 
@@ -182,7 +182,7 @@ def panels(runs, choice):
                            is_transfer=True))
     # I(X;T) before I(T;Y), as in the paper; within a mode, data sets alphabetically.
     for mode, dataset in sorted({key for r in runs for key in r.mine}, key=lambda k: (k[0] != "xt", k[1])):
-        found.append(Panel(f"{MINE_NAMES[mode]} on {dataset}", "MINE estimate (nats)",
+        found.append(Panel(f"{NAMES[mode]} on {dataset}", "MINE estimate (nats)",
                            {r.name: r.mine.get((mode, dataset), {}) for r in runs}))
     return [panel for panel in found if any(panel.by_run.values())]
 

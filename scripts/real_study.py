@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import util  # noqa: E402
+from helper.mine_report import PROTOCOLS as MINE_PROTOCOLS  # noqa: E402
 from scripts import real_study_data, study_report  # noqa: E402
 
 ENTRY_SCRIPTS = ("train_vanilla", "train_ctc", "transfer", "mine")
@@ -78,8 +79,8 @@ PROFILES = {
     "smoke": Profile(model="resnet8", train_per_class="40", test_per_class="20", epochs=3, save_freq=1, seeds="0 1",
                      lr=0.05, batch=32, nce_k=32, probe_epochs=2, probe_batch=64, mine_hidden=32, mine_batch=50,
                      xt_iters="40", ty_iters="40", xt_lr="1e-3", ty_lr="1e-3", jobs=2),
-    # Fits 45 minutes on 2 CPU cores. Few images and many epochs, so that the source is
-    # overfitted within the run (docs/real_study.md: the choices and how they were timed).
+    # Within 45 minutes on 2 CPU cores (23 min measured). Few images and many epochs, so that the
+    # source is overfitted within the run (docs/real_study.md: the choices and how they were timed).
     "cpu": Profile(model="resnet8", train_per_class="300", test_per_class="200", epochs=48, save_freq=4, seeds="0 1",
                    lr=0.05, batch=64, nce_k=512, probe_epochs=10, probe_batch=128, mine_hidden=64, mine_batch=250,
                    xt_iters="300", ty_iters="400", xt_lr="5e-4", ty_lr="1e-3", jobs=2),
@@ -137,10 +138,16 @@ def settings(name, environ):
     if chosen.epochs % chosen.save_freq:
         raise util.UserError(f"EPOCHS ({chosen.epochs}) must be a multiple of SAVE_FREQ ({chosen.save_freq}), "
                              f"so that the last epoch has a checkpoint to analyse")
-    unknown = set(chosen.mine_protocols.split()) - set(study_report.MINE_PROTOCOLS)
+    unknown = set(chosen.mine_protocols.split()) - set(MINE_PROTOCOLS)
     if unknown:
-        raise util.UserError(f"MINE_PROTOCOLS: unknown {' '.join(sorted(unknown))} "
-                             f"(known: {' '.join(study_report.MINE_PROTOCOLS)})")
+        raise util.UserError(f"MINE_PROTOCOLS: unknown {' '.join(sorted(unknown))} (known: {' '.join(MINE_PROTOCOLS)})")
+    real_study_data.counts(chosen.train_per_class, chosen.test_per_class)  # refuses what is not a count
+    for name in ("xt_iters", "ty_iters", "xt_lr", "ty_lr"):  # strings, passed on as spelled ('1e+4')
+        try:
+            if not float(getattr(chosen, name)) > 0:
+                raise ValueError
+        except ValueError:
+            raise util.UserError(f"{name.upper()}={getattr(chosen, name)!r} is not a positive number") from None
     return chosen
 
 
@@ -257,17 +264,15 @@ def seed_steps(s, seed):
 
 def check_command_lines(steps):
     """Parse every step's arguments as its script will, before any work: a flag a script does not
-    know (a typo in TRAIN_ARGS, a MINE protocol mine.py lacks) stops the study here, not hours later."""
+    know (a typo in TRAIN_ARGS or MINE_ARGS) stops the study here, not hours later."""
     for step in steps:
         refused = io.StringIO()
         try:
             with contextlib.redirect_stderr(refused):
                 importlib.import_module(step.script).parse_option(step.argv)
         except SystemExit:
-            hint = (" (MINE_PROTOCOLS=reference runs the study without the held-out protocol)"
-                    if step.script == "mine" and "--protocol" in step.argv else "")
             reason = re.sub(r"^error: |\s*\(see \S+ --help\)$", "", refused.getvalue().strip())
-            raise util.UserError(f"{step.script}.py refuses the arguments of step {step.name}: {reason}{hint}") from None
+            raise util.UserError(f"{step.script}.py refuses the arguments of step {step.name}: {reason}") from None
 
 
 # --------------------------------------------------------------------------- execution
@@ -359,7 +364,9 @@ def parse_args(argv):
 
 def study(argv=None, environ=os.environ):
     args = parse_args(argv)
-    archive = str(Path(args.archive).resolve()) if args.archive else None
+    # Resolved before the study changes into its folder, like a relative --archive.
+    named = args.archive or environ.get("STUDY_ARCHIVE")
+    archive = str(Path(named).resolve()) if named else None
     profile_name = choose_profile(environ)
     s = settings(profile_name, environ)
     plan = plan_text(profile_name, s)

@@ -47,6 +47,9 @@ def per_class(text):
 def counts(train_per_class, test_per_class):
     """{'train': N, 'test': M} with 'all' spelled as CIFAR-10's full count."""
     asked = {"train": train_per_class, "test": test_per_class}
+    for split, n in asked.items():
+        if n != "all" and not (str(n).isdigit() and int(n) > 0):
+            raise util.UserError(f"{split} images per class must be a positive whole number or 'all', got {n!r}")
     return {split: FULL[split] if n == "all" else min(int(n), FULL[split]) for split, n in asked.items()}
 
 

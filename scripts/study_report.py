@@ -29,13 +29,14 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
+from helper.mine_report import NAMES as MODES  # noqa: E402
+from helper.mine_report import PROTOCOLS as MINE_PROTOCOLS  # noqa: E402
+from helper.mine_report import results_file_name  # noqa: E402
 from helper.run import resolve_run_folder  # noqa: E402
 from helper.transfer import probe_name  # noqa: E402
 from scripts.plot_tradeoff import best, read, save_png, series  # noqa: E402
 
 PROBES = ("train_bn", "adabn")  # train_bn: the paper's protocol, the table's first
-MINE_PROTOCOLS = ("reference", "heldout")
-MODES = {"xt": "I(X;T)", "ty": "I(T;Y)"}
 TASKS = ("source", "target")
 METHOD_STYLE = [("C0", "o"), ("C3", "s"), ("C2", "^"), ("C4", "D")]  # colour and marker per group
 MINE_LINE = {"reference": "-", "heldout": "--"}
@@ -50,11 +51,6 @@ class StudyRun:
     mine: dict = field(default_factory=dict)      # (mode, task, MINE protocol) -> {epoch: estimate (nats)}
 
 
-def mine_file(mode, tag, protocol):
-    """The results file mine.py writes for a mode, data set tag and protocol."""
-    return f"mine_{mode}_{tag}{'' if protocol == 'reference' else '_' + protocol}.jsonl"
-
-
 def load_run(folder, method, tags):
     folder = Path(folder)
     run = StudyRun(folder.name, method, series(util.read_csv(folder / "metrics.csv"), "test_top1"))
@@ -65,7 +61,7 @@ def load_run(folder, method, tags):
     for mode in MODES:
         for task in TASKS:
             for protocol in MINE_PROTOCOLS:
-                values = series(read(folder / mine_file(mode, tags[task], protocol)), "estimate")
+                values = series(read(folder / results_file_name(mode, tags[task], protocol)), "estimate")
                 if values:
                     run.mine[mode, task, protocol] = values
     if not (run.source_acc or run.transfer or run.mine):

@@ -5,8 +5,8 @@
     .venv/bin/python tests/mutation.py --only alpha beta --timeout 300
     .venv/bin/python tests/mutation.py --only "top-5" --tests test_train.py   # does this file kill it?
 
-Each mutation replaces one fragment of one line of a project file (the kind of slip a
-reviewer would make: a weight dropped, a mode flipped, a flag not passed on). For each,
+Each mutation replaces one fragment of one line of a project file with a plausible slip (a
+weight dropped, a mode flipped, a flag not passed on). For each,
 the project is copied without .venv, .git, data and run folders, the mutation is applied
 to the copy, and the test files that cover the mutated file run there (stopping at the
 first failure): 'killed' when a test fails, 'survived' when they all pass. The working
@@ -83,7 +83,7 @@ class Mutation:
 
 M = Mutation
 MUTATIONS = [
-    # --- the five mistakes that once passed every test
+    # --- wiring: values that must reach the optimizer, the loss and the estimator
     M("lr and weight decay never reach the optimizer", "helper/steps.py",
       'group["lr"], group["weight_decay"] = lr, weight_decay', 'group.setdefault("lr", lr)'),
     M("alpha does not weight the instance loss", "helper/loops.py", "ce + self.opts.alpha * instance", "ce + instance"),
@@ -119,6 +119,7 @@ MUTATIONS = [
       "following = torch.where(wraps, starts[group], following)", "following = torch.where(wraps, 0, following)"),
     M("mine.py --protocol heldout runs the reference protocol", "helper/mine_report.py",
       'if opts.protocol == "heldout":', 'if opts.protocol == "none":', nth=0),
+    M("held-out rows do not record eval_every", "helper/mine_report.py", ', "eval_every": opts.eval_every}', "}"),
     M("calibration accepts rho = 1", "helper/mine_calibration.py", "-1 < rho < 1", "-1 <= rho <= 1"),
     M("feature extraction in train mode", "helper/features.py",
       "return in_channels_last(extractor.eval(), amp)", "return in_channels_last(extractor.train(), amp)"),

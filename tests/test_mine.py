@@ -244,10 +244,10 @@ def test_early_stop_ends_a_plateaued_run_and_is_off_by_default():
 
 
 def test_heldout_estimate_uses_rows_kept_out_of_training():
-    train_rows, heldout_rows = mine._split_rows(1000, 0.25, torch.Generator().manual_seed(0), "cpu")
+    train_rows, heldout_rows = mine.split_rows(1000, 0.25, torch.Generator().manual_seed(0), "cpu")
     assert len(heldout_rows) == 250 and len(train_rows) == 750
     assert sorted(torch.cat((train_rows, heldout_rows)).tolist()) == list(range(1000))
-    assert mine._split_rows(1000, 0.0, torch.Generator(), "cpu") == (1000, None)
+    assert mine.split_rows(1000, 0.0, torch.Generator(), "cpu") == (1000, None)
     x, y = gaussians(1.0, 2)
     result = mine.estimate_mi(x, y, iters=700, eval_fraction=0.25, **SMALL)
     assert [done for done, _ in result.heldout_curve] == [200, 400, 600, 700]
@@ -259,15 +259,10 @@ def test_heldout_estimate_uses_rows_kept_out_of_training():
     assert plain.heldout_estimate is None and plain.heldout_curve == [] and plain.diagnostics["overfitting"] is None
 
 
-def test_the_heldout_bound_and_its_standard_error_by_hand():
-    joint = torch.tensor([[1.0, 2.0, 4.0]])                    # 3 joint pairs
-    marginal = torch.tensor([[0.0, math.log(2.0), 0.0, math.log(3.0), 0.0, 0.0]])  # 6 shuffled pairs
-    bound, error = mine.dv_bound_and_error(joint, marginal)[0].tolist()
-    weights = torch.tensor([1.0, 2.0, 1.0, 3.0, 1.0, 1.0])   # exp(marginal)
-    assert bound == pytest.approx(7 / 3 - math.log(9 / 6))
-    # delta method: var(joint) / 3 + var(w) / (6 mean(w)^2), each term with its own count
-    expected = math.sqrt(float(joint.var()) / 3 + float(weights.var()) / (6 * 1.5 ** 2))
-    assert error == pytest.approx(expected, rel=1e-5)
+def test_the_jackknife_standard_error_by_hand():
+    replicates = torch.tensor([[1.0, 2.0, 3.0, 6.0], [2.0, 2.0, 2.0, 2.0]])
+    # mean 3, deviations -2 -1 0 3: sqrt(3/4 * 14); no spread: 0
+    assert mine.jackknife_stderr(replicates).tolist() == pytest.approx([math.sqrt(3 / 4 * 14), 0.0])
 
 
 def test_an_overfitting_flag_needs_a_gap_beyond_the_heldout_noise():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import mine
+import util
 from helper import mine as reference
 from helper import mine_heldout, mine_report
 from helper.mine_calibration import class_problem, correlated_gaussians, rho_for_mi
@@ -74,7 +75,7 @@ def test_heldout_rows_are_never_drawn_for_training(monkeypatch):
     x, y = small_problem(1)
     a = torch.cat([torch.arange(len(x), dtype=torch.float32)[:, None], x], dim=1)
     drawn, heldout_rows = set(), []
-    real_draw, real_groups = reference._draw_batches, mine_heldout.HeldOutGroups.__init__
+    real_draw, real_groups = reference._draw_batches, reference.HeldOutGroups.__init__
 
     def draw(a_, b_, train_rows, batch_size, generator):
         a_rows, b_rows = real_draw(a_, b_, train_rows, batch_size, generator)
@@ -86,7 +87,7 @@ def test_heldout_rows_are_never_drawn_for_training(monkeypatch):
         real_groups(self, a_, b_, rows, *args)
 
     monkeypatch.setattr(reference, "_draw_batches", draw)
-    monkeypatch.setattr(mine_heldout.HeldOutGroups, "__init__", groups)
+    monkeypatch.setattr(reference.HeldOutGroups, "__init__", groups)
     mine_heldout.estimate_mi_heldout(a, y, **{**FAST, "iters": 300}, **HELDOUT)
     assert len(heldout_rows) == 200 and len(drawn) == 300
     assert drawn.isdisjoint(heldout_rows) and drawn | set(heldout_rows) == set(range(500))
@@ -116,12 +117,12 @@ class RowCritic:
 def test_heldout_groups_pair_rows_within_their_group_and_the_jackknife_by_hand():
     rows = torch.randperm(60, generator=torch.Generator().manual_seed(0))
     a, b = torch.randn(60, 2), torch.randn(60, 2)
-    groups = mine_heldout.HeldOutGroups(a, b, rows, batch_size=32, amp=False, generator=torch.Generator())
+    groups = reference.HeldOutGroups(a, b, rows, batch_size=32, amp=False, generator=torch.Generator())
     assert groups.groups == 10  # MIN_GROUPS groups of 6
     joint = slice(0, 60)
     assert torch.equal(groups.a_index[joint], rows) and torch.equal(groups.b_index[joint], rows)
     group_of = {int(row): int(group) for row, group in zip(rows, groups.group_ids[joint])}
-    for shuffle in range(mine_heldout.HELDOUT_SHUFFLES):
+    for shuffle in range(reference.HELDOUT_SHUFFLES):
         part = slice(60 * (shuffle + 1), 60 * (shuffle + 2))
         a_rows, b_rows = groups.a_index[part].tolist(), groups.b_index[part].tolist()
         assert sorted(a_rows) == sorted(b_rows) == sorted(rows.tolist())   # every row once on each side
@@ -144,7 +145,7 @@ def test_group_logsumexp_matches_one_group_at_a_time_for_large_values():
     values = torch.tensor([[1000.0, 2.0, 999.0, -5.0, 3.0]])
     ids = torch.tensor([0, 1, 0, 1, 2])
     expected = [torch.logsumexp(values[0, ids == g], 0) for g in range(3)]
-    assert mine_heldout.group_logsumexp(values, ids, 3)[0].tolist() == pytest.approx([float(e) for e in expected])
+    assert reference.group_logsumexp(values, ids, 3)[0].tolist() == pytest.approx([float(e) for e in expected])
 
 
 def test_the_stderr_is_the_jackknife_of_the_window_mean():
@@ -187,7 +188,8 @@ def test_heldout_rows_go_to_their_own_file_with_stderr_and_iteration(workdir, ca
     assert out.count("held-out bound ") == 3
     curves = tensorboard(workdir)
     assert curves["mine/I(X;T)_cifar100_heldout"] == pytest.approx({row["epoch"]: row["estimate"] for row in rows})
-    assert curves["mine_curve/epoch_2/I(X;T)_cifar100_heldout"] == pytest.approx(dict(rows[0]["heldout_curve"]))
+    assert curves["mine_heldout_curve/epoch_2/I(X;T)_cifar100_bound"] == pytest.approx(dict(rows[0]["heldout_curve"]))
+    assert not any(tag.startswith("mine_curve/epoch_2/") and tag.endswith("_heldout") for tag in curves)
     mine.main(XT + HELD)
     assert "nothing to do" in capsys.readouterr().out
 
@@ -200,6 +202,21 @@ def test_each_protocol_refuses_the_other_protocols_flags(workdir, capsys):  # no
         with pytest.raises(SystemExit) as stop:
             mine.parse_option(XT + flags)
         assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_heldout_reruns_skip_refuse_other_settings_force_and_shard(workdir, capsys):  # noqa: F811
+    heldout_file = workdir / "save" / "model" / RUN_NAME / "mine_xt_cifar100_heldout.jsonl"
+    for shard in ("0/2", "1/2"):
+        mine.main(XT + HELD + ["--shard", shard])
+    assert [row["epoch"] for row in read_results(heldout_file)] == [2, 4, 6]
+    with pytest.raises(util.UserError, match="patience 20 \\(now 30\\)"):
+        mine.main(XT + ["--protocol", "heldout", "--eval_every", "10", "--patience", "30"])
+    with pytest.raises(util.UserError, match="eval_every 10 \\(now 5\\)"):
+        mine.main(XT + ["--protocol", "heldout", "--eval_every", "5", "--patience", "20"])
+    mine.main(XT + ["--protocol", "heldout", "--eval_every", "10", "--patience", "30", "--force"])
+    assert {row["patience"] for row in read_results(heldout_file)} == {30}
+    with pytest.raises(util.UserError, match="no usable held-out or training set"):  # 160 rows: none held out
+        mine.main(XT + HELD + ["--eval_fraction", "0.001", "--results", "other.jsonl"])
 
 
 def test_calibration_rows_carry_what_a_script_compares(workdir):  # noqa: F811

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import helper.mine
-import helper.mine_heldout
 import mine
 import util
 from helper.mine_calibration import rho_for_mi

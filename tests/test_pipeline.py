@@ -77,7 +77,7 @@ def test_run_paper_completes_and_a_rerun_resumes_the_trainings_and_asks_the_same
 
     second, second_calls = _run(tmp_path, record_only=True)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert _results(tmp_path) == written
+    assert _results(tmp_path) == written  # the pipeline itself deletes or rewrites nothing
     first_scripts, second_scripts = _by_script(first_calls), _by_script(second_calls)
     assert {name: len(calls) for name, calls in first_scripts.items()} == {
         "train_vanilla.py": 1, "train_ctc.py": 1, "transfer.py": 2, "mine.py": 8, "plot_tradeoff.py": 1}

@@ -62,7 +62,7 @@ def test_each_class_lands_in_its_task_with_its_own_images(tiny_data):
                 assert len(images) == count
                 # byte for byte the archive's image of that split and class
                 assert all(image.read_bytes() == originals[split, name, image.name] for image in images)
-    assert not set(SOURCE_CLASSES) & set(TARGET_CLASSES)
+    assert not set(real_study_data.TASKS["source"]) & set(real_study_data.TASKS["target"])
 
 
 @needs_archive
@@ -99,7 +99,7 @@ def test_the_study_stops_on_a_missing_archive_with_that_line(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # the study changes into its folder
     monkeypatch.setenv("STUDY_DIR", str(tmp_path / "study"))
     monkeypatch.setenv("STUDY_PROFILE", "cpu")
-    monkeypatch.setenv("MINE_PROTOCOLS", "reference")  # mine.py's own protocol: whatever else it offers
+    monkeypatch.setenv("MINE_PROTOCOLS", "reference")  # fewer steps to check; the data is missing anyway
     with pytest.raises(SystemExit) as stop:
         real_study.main(["--archive", str(tmp_path / "absent.tar.gz")])
     assert stop.value.code != 0
@@ -132,6 +132,12 @@ def test_environment_overrides_sizes_and_refuses_nonsense():
         smoke(mine_protocols="reference bogus")
     with pytest.raises(real_study.util.UserError, match="multiple of SAVE_FREQ"):
         smoke(epochs="5", save_freq="2")
+    assert smoke(train_per_class="all", xt_iters="1e+4").xt_iters == "1e+4"  # passed on as spelled
+    for bad, message in ((dict(train_per_class="abc"), "train images per class"),
+                         (dict(test_per_class="0"), "test images per class"),
+                         (dict(xt_iters="x"), "XT_ITERS"), (dict(ty_lr="-1e-3"), "TY_LR")):
+        with pytest.raises(real_study.util.UserError, match=message):
+            smoke(**bad)
 
 
 def test_every_seed_is_its_own_pair_of_runs_and_every_checkpoint_is_analysed():
