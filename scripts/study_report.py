@@ -10,7 +10,9 @@ and, when present, the held-out protocol's mine_{xt,ty}_<data set>_heldout.jsonl
   source test accuracy, the best transfer accuracy and its epoch, the transfer accuracy at
   the last checkpoint, the drop between them and how much source accuracy still rose after
   the transfer peak; and what each MINE series did from the first checkpoint through the
-  transfer peak to the last one.
+  transfer peak to the last one; the peak of each method's mean transfer curve over seeds and
+  the drop from it to the last checkpoint with its standard error over seeds; the mean
+  source and transfer accuracy at every checkpoint.
 - PREFIX_tradeoff.png: source accuracy, transfer accuracy (both probes) and every MINE
   series against epoch, a line for the mean over seeds and a band from min to max.
 - PREFIX_infoplane.png: I(T;Y) against I(X;T), one trajectory per run, points coloured by
@@ -102,6 +104,31 @@ def table_numbers(groups, probe):
     return table
 
 
+def mean_and_stderr(values):
+    """(mean, standard error of the mean) of a list; the error is None for fewer than 2 values."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    variance = sum((value - mean) ** 2 for value in values) / (len(values) - 1)
+    return mean, math.sqrt(variance / len(values))
+
+
+def mean_curve(runs, probe):
+    """The peak of a method's mean transfer curve over seeds, on the epochs every seed has, and
+    the drop from it to the last checkpoint with its standard error over seeds (from each seed's
+    own difference between those two epochs). A run's own peak is the maximum of many noisy
+    values and overstates its drop; the mean curve's peak is chosen once for all seeds."""
+    curves = [run.transfer[probe] for run in runs if run.transfer.get(probe)]
+    epochs = sorted(set.intersection(*(set(curve) for curve in curves))) if curves else []
+    if not epochs:
+        return None
+    means = {epoch: mean_and_stderr([curve[epoch] for curve in curves])[0] for epoch in epochs}
+    peak_epoch, peak = best(means)
+    drop, stderr = mean_and_stderr([curve[peak_epoch] - curve[epochs[-1]] for curve in curves])
+    return {"seeds": len(curves), "peak_epoch": peak_epoch, "peak": peak, "last_epoch": epochs[-1],
+            "last": means[epochs[-1]], "drop": drop, "drop_stderr": stderr}
+
+
 def mine_numbers(run, key):
     """(first, at the train_bn transfer peak, last) estimate of one MINE series; None where missing."""
     values = run.mine.get(key)
@@ -150,8 +177,22 @@ def markdown(groups, probe):
         for name, numbers in stats["runs"].items():
             lines.append(f"| {name} | " + " | ".join(run_cell(numbers, key) for key, _ in COLUMNS)
                          + f" | {numbers['last_epoch']} |")
-    lines += ["", *comparison(table), ""]
+    lines += ["", *comparison(table), *mean_curve_lines(groups, probe), ""]
     return lines
+
+
+def mean_curve_lines(groups, probe):
+    lines = []
+    for method, runs in groups.items():
+        curve = mean_curve(runs, probe)
+        if curve is None:
+            continue
+        error = "" if curve["drop_stderr"] is None else f" +- {curve['drop_stderr']:.2f}"
+        lines.append(f"Mean curve over the {curve['seeds']} {method} seeds: peak {curve['peak']:.2f}% at epoch "
+                     f"{curve['peak_epoch']}, {curve['last']:.2f}% at the last checkpoint (epoch "
+                     f"{curve['last_epoch']}): drop {curve['drop']:.2f}{error} pp (standard error over seeds "
+                     f"of each seed's difference between those epochs).")
+    return [""] + lines if lines else []
 
 
 def comparison(table):
@@ -190,12 +231,34 @@ def mean_of(values):
     return sum(values) / len(values) if values else None
 
 
+def checkpoint_markdown(groups):
+    """Mean source and transfer accuracy over seeds at every checkpoint, with its standard error."""
+    columns = [(f"{method} {name}", runs, get) for method, runs in groups.items()
+               for name, get in [("source", lambda run: run.source_acc)]
+               + [(probe, lambda run, probe=probe: run.transfer.get(probe, {})) for probe in PROBES]
+               if any(get(run) for run in runs)]
+    epochs = sorted({epoch for runs in groups.values() for run in runs for values in run.transfer.values()
+                     for epoch in values})
+    if not epochs:
+        return []
+    lines = ["### Mean accuracy over seeds at every checkpoint (%, +- standard error over seeds)", "",
+             "| epoch | " + " | ".join(title for title, _, _ in columns) + " |", "|---:|" + "---:|" * len(columns)]
+    for epoch in epochs:
+        cells = []
+        for _, runs, get in columns:
+            values = [get(run)[epoch] for run in runs if epoch in get(run)]
+            mean, stderr = mean_and_stderr(values) if values else (None, None)
+            cells.append("-" if mean is None else f"{mean:.2f}" + ("" if stderr is None else f" +- {stderr:.2f}"))
+        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def report_markdown(groups):
     lines = ["## Real-photograph study: CIFAR-10 airplane/automobile/bird/cat/deer -> dog/frog/horse/ship/truck", ""]
     for probe in PROBES:
         if any(probe in run.transfer for runs in groups.values() for run in runs):
             lines += markdown(groups, probe)
-    return "\n".join(lines + mine_markdown(groups))
+    return "\n".join(lines + mine_markdown(groups) + checkpoint_markdown(groups))
 
 
 # --------------------------------------------------------------------------- figures
@@ -234,12 +297,8 @@ def draw_tradeoff(groups, path):
     rows = math.ceil(len(shown) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False, layout="constrained")
     # Each method's peak of the mean train_bn curve: a star there, a dotted line in the other panels.
-    peaks = {}
-    for method, runs in groups.items():
-        curves = [run.transfer[PROBES[0]] for run in runs if run.transfer.get(PROBES[0])]
-        if curves:
-            epochs, mean, _, _ = band(curves)
-            peaks[method] = epochs[mean.index(max(mean))]
+    peaks = {method: curve["peak_epoch"] for method, runs in groups.items()
+             if (curve := mean_curve(runs, PROBES[0]))}
     for ax, (title, ylabel, lines) in zip(axes.flat, shown):
         for (method, runs), (color, _) in zip(groups.items(), METHOD_STYLE):
             for _, style, get in lines:

@@ -252,6 +252,18 @@ def test_the_table_holds_the_numbers_worked_out_by_hand(tmp_path, capsys):
            "| 52.00 [50.00, 54.00] | 7.00 [4.00, 10.00] | 12.00 [10.00, 14.00] |" in text
     assert "| v0 | 60.00 | 60.00 | 60.00 | 4 | 50.00 | 10.00 | 10.00 | 6 |" in text
     assert "CTC minus vanilla: +11.00 pp (spread between seeds, max minus min: vanilla 4.00 pp, CTC 2.00 pp)" in text
+    # the mean curve: vanilla 56.5 / 58 / 52 peaks at 4; per seed 60 - 50 = 10 and 56 - 54 = 2: drop 6,
+    # standard error sd(10, 2) / sqrt(2) = 4; CTC 55.5 / 61.5 / 63 peaks at the end
+    assert "Mean curve over the 2 vanilla seeds: peak 58.00% at epoch 4, 52.00% at the last checkpoint (epoch 6): " \
+           "drop 6.00 +- 4.00 pp" in text
+    assert "Mean curve over the 2 CTC seeds: peak 63.00% at epoch 6, 63.00% at the last checkpoint (epoch 6): " \
+           "drop 0.00 +- 0.00 pp" in text
+    assert "Mean curve over the 1 vanilla seeds: peak 50.00% at epoch 2, 50.00% at the last checkpoint (epoch 6): " \
+           "drop 0.00 pp" in text.split("probe adabn")[1]
+    # every checkpoint: vanilla source, train_bn, adabn (v0 only: no error), CTC source, train_bn
+    assert "| epoch | vanilla source | vanilla train_bn | vanilla adabn | CTC source | CTC train_bn |" in text
+    assert "| 2 | 42.00 +- 2.00 | 56.50 +- 1.50 | 50.00 | 42.00 +- 1.00 | 55.50 +- 0.50 |" in text
+    assert "| 6 | 59.00 +- 1.00 | 52.00 +- 2.00 | 50.00 | 60.00 +- 1.00 | 63.00 +- 1.00 |" in text
     # adabn: only v0 has it; its row is there and no other run's
     adabn = text.split("probe adabn")[1]
     assert "| vanilla | 1 | 60.00 [60.00, 60.00]" in adabn and "| CTC | 0 | - |" in adabn
@@ -305,3 +317,13 @@ def test_the_table_matches_the_results_files_of_real_runs(tiny_data, tmp_path, m
     assert cells == [str(value) if isinstance(value, int) else f"{value:.2f}" for value in expected]
     estimates = [row["estimate"] for row in map(json.loads, open(run / "mine_ty_folder-target.jsonl"))]
     assert f"| {estimates[0]:.3f} -> " in text.split("I(T;Y) on target test images, reference protocol")[1]
+
+
+def test_the_mean_curve_uses_the_epochs_every_seed_has():
+    """A seed still being analysed (no row yet for epoch 6) leaves epoch 6 out of the mean curve
+    instead of comparing one seed's epoch 6 with another's epoch 4."""
+    done = study_report.StudyRun("s0", "vanilla", {}, {"train_bn": {2: 50.0, 4: 60.0, 6: 40.0}})
+    partial = study_report.StudyRun("s1", "vanilla", {}, {"train_bn": {2: 54.0, 4: 56.0}})
+    curve = study_report.mean_curve([done, partial], "train_bn")
+    assert curve == {"seeds": 2, "peak_epoch": 4, "peak": 58.0, "last_epoch": 4, "last": 58.0,
+                     "drop": 0.0, "drop_stderr": 0.0}
