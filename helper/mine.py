@@ -48,6 +48,11 @@ OVERFIT_GAP = 0.1       # a training estimate this much (relative) above the hel
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, used by the reference
 
 
+class MineInputError(ValueError):
+    """Inputs the estimators cannot use (shapes, devices, too few rows for the split or batch):
+    mine.py turns these, and only these, into a one-line user error."""
+
+
 @dataclass
 class MineResult:
     """One critic's outcome. `curve` holds the per-iteration bound (NaN where a step was skipped)."""
@@ -165,7 +170,7 @@ class MaskedAdam:
 def estimate_mi(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, **options):
     """I(A;B) in nats from row-aligned [N, d_a] and [N, d_b] tensors; see estimate_mi_batched."""
     if a.dim() != 2 or b.dim() != 2:
-        raise ValueError(f"estimate_mi takes two 2-D tensors, got shapes {list(a.shape)} and {list(b.shape)}")
+        raise MineInputError(f"estimate_mi takes two 2-D tensors, got shapes {list(a.shape)} and {list(b.shape)}")
     return estimate_mi_batched(a, b, iters=iters, lr=lr, batch_size=batch_size,
                                hidden_size=hidden_size, **options)[0]
 
@@ -228,7 +233,7 @@ class CriticTraining:
         copies, device = max(x.shape[0] if x.dim() == 3 else 1 for x in (a, b)), a.device
         train_count = train_rows if isinstance(train_rows, int) else len(train_rows)
         if batch_size > train_count:
-            raise ValueError(f"batch size {batch_size} exceeds the {train_count} rows available for training")
+            raise MineInputError(f"batch size {batch_size} exceeds the {train_count} rows available for training")
         self.a, self.b, self.train_rows, self.batch_size, self.amp = a, b, train_rows, batch_size, amp
         self.generator = generator
         self.critic = BatchedCritic(copies, a.shape[-1], b.shape[-1], hidden_size, generator, device)
@@ -275,12 +280,12 @@ class CriticTraining:
 
 def check_inputs(a, b):
     if a.device != b.device:
-        raise ValueError(f"a is on {a.device} but b on {b.device}")
+        raise MineInputError(f"a is on {a.device} but b on {b.device}")
     if a.dim() not in (2, 3) or b.dim() not in (2, 3):
-        raise ValueError(f"inputs must be [N, d] or [K, N, d], got {list(a.shape)} and {list(b.shape)}")
+        raise MineInputError(f"inputs must be [N, d] or [K, N, d], got {list(a.shape)} and {list(b.shape)}")
     copies = {x.shape[0] for x in (a, b) if x.dim() == 3} or {1}
     if len(copies) > 1 or a.shape[-2] != b.shape[-2]:
-        raise ValueError(f"inputs disagree on copies or rows: {list(a.shape)} and {list(b.shape)}")
+        raise MineInputError(f"inputs disagree on copies or rows: {list(a.shape)} and {list(b.shape)}")
     return copies.pop(), a.shape[-2], a.device
 
 
@@ -292,10 +297,10 @@ def training_row_count(rows, eval_fraction):
 def split_rows(rows, eval_fraction, generator, device):
     """(training rows, held-out rows): ids, or (N, None) when nothing is held out (all of 0..N-1 train)."""
     if not 0 <= eval_fraction < 1:
-        raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+        raise MineInputError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
     heldout_count = rows - training_row_count(rows, eval_fraction)
     if eval_fraction and not 2 <= heldout_count < rows:
-        raise ValueError(f"eval_fraction {eval_fraction} of {rows} rows leaves no usable held-out or training set")
+        raise MineInputError(f"eval_fraction {eval_fraction} of {rows} rows leaves no usable held-out or training set")
     if not heldout_count:
         return rows, None
     order = torch.randperm(rows, generator=generator, device=device)
@@ -362,7 +367,7 @@ class HeldOutGroups:
         count = len(rows)
         groups = min(max(MIN_GROUPS, count // GROUP_ROWS), count // 2)  # a derangement needs 2 rows
         if groups < 2:
-            raise ValueError(f"{count} held-out rows are too few for a held-out bound; raise eval_fraction")
+            raise MineInputError(f"{count} held-out rows are too few for a held-out bound; raise eval_fraction")
         self.a, self.b, self.batch_size, self.amp, self.groups = a, b, batch_size, amp, groups
         device = rows.device
         group = torch.arange(count, device=device) * groups // count  # contiguous groups of near-equal size

@@ -129,6 +129,7 @@ def calibration_row(args, parameter, truth, result, marks, seconds, device):
     stderr = result.stderr or 0.0
     return {**critic_settings(args), **estimate_row(result, seconds, device),
             "mode": "calibrate", "problem": args.calibrate, "dim": args.dim,
-            "classes" if args.calibrate == "classes" else "rho": parameter, "true_mi": truth, "rows": args.calibrate_rows, "error": (result.estimate - truth) / truth,
+            "classes" if args.calibrate == "classes" else "rho": parameter, "true_mi": truth,
+            "rows": args.calibrate_rows, "error": (result.estimate - truth) / truth,
             "above_truth": result.estimate > truth + 2 * stderr,
             "estimate_at": dict(zip(map(str, marks), at_marks))}

@@ -27,8 +27,8 @@ keeps that to a fraction of a standard error (bench/BENCHMARKS.md, "held-out pro
 """
 import torch
 
-from helper.mine import (AVERAGE_LAST, CriticTraining, HeldOutGroups, MineResult, check_inputs, jackknife_stderr,
-                         split_rows, trailing_mean)
+from helper.mine import (AVERAGE_LAST, CriticTraining, HeldOutGroups, MineInputError, MineResult, check_inputs,
+                         jackknife_stderr, split_rows, trailing_mean)
 
 EVAL_EVERY = 50         # iterations between held-out evaluations
 SMOOTHING = 5           # evaluations averaged into the smoothed held-out bound
@@ -46,7 +46,7 @@ def estimate_mi_heldout(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, s
     so batching is a speed setting. `iters` is the most iterations a copy trains.
     """
     if not 0 < eval_fraction < 1:
-        raise ValueError(f"the held-out protocol needs an eval_fraction in (0, 1), got {eval_fraction}")
+        raise MineInputError(f"the held-out protocol needs an eval_fraction in (0, 1), got {eval_fraction}")
     copies, rows, device = check_inputs(a, b)
     generator = torch.Generator(device=device).manual_seed(seed)
     train_rows, heldout_rows = split_rows(rows, eval_fraction, generator, device)

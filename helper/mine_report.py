@@ -33,7 +33,7 @@ def estimate(opts, a, b):
         if opts.protocol == "heldout":
             return mine_heldout.estimate_mi_heldout(a, b, eval_every=opts.eval_every, patience=opts.patience, **common)
         return mine.estimate_mi_batched(a, b, early_stop=opts.early_stop, **common)
-    except ValueError as err:  # the estimators' checks of their inputs: too few rows for the split asked for
+    except mine.MineInputError as err:  # too few rows for the split or batch asked for; a bug still has its traceback
         raise UserError(f"{err} (see --eval_fraction, --batch_size)") from None
 
 

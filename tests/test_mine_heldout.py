@@ -232,3 +232,17 @@ def test_calibration_rows_carry_what_a_script_compares(workdir):  # noqa: F811
     for row in rows:
         assert {"dim", "estimate", "stderr", "iteration", "iterations", "seconds"} <= row.keys()
         assert row["error"] == pytest.approx((row["estimate"] - row["true_mi"]) / row["true_mi"])
+
+
+def test_too_few_held_out_rows_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch):
+    calibrate = ["--calibrate", "gaussian", "--dim", "2", "--true_mi", "0.5", "--calibrate_rows", "60",
+                 "--batch_size", "20", "--hidden_size", "8", "--iter_num", "5", "--device", "cpu", *HELD,
+                 "--eval_fraction", "0.02"]  # 1 held-out row: no held-out set
+    with pytest.raises(util.UserError, match="leaves no usable held-out.*see --eval_fraction"):
+        mine.main(calibrate)
+
+    def broken(*args, **kwargs):
+        raise ValueError("a mistake inside the estimator")
+    monkeypatch.setattr(mine_heldout, "estimate_mi_heldout", broken)
+    with pytest.raises(ValueError, match="a mistake inside"):
+        mine.main(calibrate[:-2])
