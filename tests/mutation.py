@@ -54,6 +54,7 @@ COVERING = {
     "transfer.py": ["test_wiring.py", "test_transfer.py", "test_faults.py"],
     "mine.py": ["test_mine_wiring.py", "test_mine_script.py", "test_faults.py"],
     "scripts/run_paper.sh": ["test_pipeline.py"],
+    "scripts/study_report.py": ["test_real_study.py"],
 }
 
 
@@ -119,6 +120,8 @@ MUTATIONS = [
       "starts[group] + sizes[group], starts[group], following)", "starts[group] + sizes[group], 0, following)"),
     M("mine.py --protocol heldout runs the reference protocol", "helper/mine_report.py",
       'if opts.protocol == "heldout":', 'if opts.protocol == "none":', nth=0),
+    M("every ValueError inside an estimator becomes a one-line user error", "helper/mine_report.py",
+      "except mine.MineInputError as err:", "except ValueError as err:"),
     M("held-out rows do not record eval_every", "helper/mine_report.py", ', "eval_every": opts.eval_every}', "}"),
     M("calibration accepts rho = 1", "helper/mine_calibration.py", "-1 < rho < 1", "-1 <= rho <= 1"),
     M("feature extraction in train mode", "helper/features.py",
@@ -171,6 +174,8 @@ MUTATIONS = [
     M("--stage_two_epoch equal to --epochs accepted", "train_ctc.py", "args.stage_two_epoch >= args.epochs",
       "args.stage_two_epoch > args.epochs"),
     M("transfer.py --amp not passed to the probe", "transfer.py", "amp=args.amp)", "amp=False)"),
+    M("study: the mean curve's drop error over n seeds, not n - 1", "scripts/study_report.py",
+      "/ (len(values) - 1)", "/ len(values)"),
     M("run_paper.sh never resumes", "scripts/run_paper.sh", "&& echo --resume || true", "&& echo || true"),
 ]
 
