@@ -14,7 +14,7 @@ from helper import mine as reference
 from helper import mine_heldout, mine_report
 from helper.mine_calibration import class_problem, correlated_gaussians, rho_for_mi
 from helper.results import read_results
-from tests.test_mine_script import RUN_NAME, XT, results_file, tensorboard, workdir  # noqa: F401 (fixture)
+from tests.test_mine_script import RUN_NAME, XT, recording, results_file, tensorboard, workdir  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = dict(iters=1000, lr=3e-3, batch_size=100, hidden_size=64)
@@ -71,15 +71,18 @@ def test_early_stopping_stops_and_reports_the_evaluation_it_used():
 
 
 def test_heldout_rows_are_never_drawn_for_training(monkeypatch):
-    # Column 0 of `a` carries each row's id, so every training batch says which rows it drew.
+    # Column 0 of `a` and of `b` carries each row's id, so every training batch says which rows
+    # it drew, for the joint pairs and for the marginal side's own draw.
     x, y = small_problem(1)
-    a = torch.cat([torch.arange(len(x), dtype=torch.float32)[:, None], x], dim=1)
-    drawn, heldout_rows = set(), []
+    ids = torch.arange(len(x), dtype=torch.float32)[:, None]
+    a, b = torch.cat([ids, x], dim=1), torch.cat([ids, y], dim=1)
+    drawn, drawn_b, heldout_rows = set(), set(), []
     real_draw, real_groups = reference._draw_batches, reference.HeldOutGroups.__init__
 
     def draw(a_, b_, train_rows, batch_size, generator):
         a_rows, b_rows = real_draw(a_, b_, train_rows, batch_size, generator)
         drawn.update(a_rows[..., 0].long().flatten().tolist())
+        drawn_b.update(b_rows[..., 0].long().flatten().tolist())
         return a_rows, b_rows
 
     def groups(self, a_, b_, rows, *args):
@@ -88,8 +91,8 @@ def test_heldout_rows_are_never_drawn_for_training(monkeypatch):
 
     monkeypatch.setattr(reference, "_draw_batches", draw)
     monkeypatch.setattr(reference.HeldOutGroups, "__init__", groups)
-    mine_heldout.estimate_mi_heldout(a, y, **{**FAST, "iters": 300}, **HELDOUT)
-    assert len(heldout_rows) == 200 and len(drawn) == 300
+    mine_heldout.estimate_mi_heldout(a, b, **{**FAST, "iters": 300}, **HELDOUT)
+    assert len(heldout_rows) == 200 and len(drawn) == 300 and drawn_b == drawn
     assert drawn.isdisjoint(heldout_rows) and drawn | set(heldout_rows) == set(range(500))
 
 
@@ -172,10 +175,12 @@ def test_class_problem_labels_are_determined_by_the_features():
 HELD = ["--protocol", "heldout", "--eval_every", "10", "--patience", "20"]
 
 
-def test_heldout_rows_go_to_their_own_file_with_stderr_and_iteration(workdir, capsys):  # noqa: F811
+def test_heldout_rows_go_to_their_own_file_with_stderr_and_iteration(workdir, capsys, monkeypatch):  # noqa: F811
     mine.main(XT)
     reference_rows = read_results(results_file(workdir, "xt", "cifar100"))
+    calls = recording(monkeypatch, mine_heldout, "estimate_mi_heldout")
     mine.main(XT + HELD)
+    assert [(c["eval_every"], c["patience"], c["eval_fraction"]) for c in calls] == [(10, 20, 0.2)]
     out = capsys.readouterr().out
     rows = read_results(workdir / "save" / "model" / RUN_NAME / "mine_xt_cifar100_heldout.jsonl")
     assert read_results(results_file(workdir, "xt", "cifar100")) == reference_rows  # untouched
@@ -183,7 +188,12 @@ def test_heldout_rows_go_to_their_own_file_with_stderr_and_iteration(workdir, ca
     for row in rows:
         assert row["protocol"] == "heldout" and row["eval_fraction"] == 0.2 and row["patience"] == 20
         assert row["iteration"] <= row["iterations"] <= 50 and row["stderr"] > 0
-        assert row["estimate"] == row["heldout_estimate"]
+        # an evaluation every 10 iterations; the estimate is the best mean of up to 5 in a row
+        steps, bounds = zip(*row["heldout_curve"])
+        assert list(steps) == list(range(10, row["iterations"] + 1, 10))
+        smoothed = [sum(bounds[max(0, i - 4):i + 1]) / len(bounds[max(0, i - 4):i + 1]) for i in range(len(bounds))]
+        best = max(range(len(bounds)), key=lambda i: (smoothed[i], -i))
+        assert row["estimate"] == pytest.approx(smoothed[best]) and row["iteration"] == steps[best]
         assert f"I(X;T) of resnet8 of {row['epoch']}-th epoch is : {row['estimate']}" in out
     assert out.count("held-out bound ") == 3
     curves = tensorboard(workdir)

@@ -86,13 +86,17 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
-    plain = tmp_path / "plain.txt"
-    plain.write_text("x")
-    util.atomic_save({"epoch": 1}, tmp_path / "ckpt.pth")
-    util.atomic_write_text(tmp_path / "rows.jsonl", "{}\n")
+    old_umask = os.umask(0o022)  # a umask under which a plain write (0644) differs from mkstemp's 0600
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        util.atomic_save({"epoch": 1}, tmp_path / "ckpt.pth")
+        util.atomic_write_text(tmp_path / "rows.jsonl", "{}\n")
+    finally:
+        os.umask(old_umask)
     # mkstemp's 0600 would lock others out of checkpoints and results on a shared machine.
-    for path in (tmp_path / "ckpt.pth", tmp_path / "rows.jsonl"):
-        assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    for path in (plain, tmp_path / "ckpt.pth", tmp_path / "rows.jsonl"):
+        assert path.stat().st_mode & 0o777 == 0o644
     os.chmod(tmp_path / "rows.jsonl", 0o640)  # a mode the user chose survives a rewrite
     util.atomic_write_text(tmp_path / "rows.jsonl", "{}\n{}\n")
     assert (tmp_path / "rows.jsonl").stat().st_mode & 0o777 == 0o640
