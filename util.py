@@ -113,7 +113,7 @@ def pick_device(name="auto"):
 
 # --------------------------------------------------------------------------- files
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
     """Write through a temp file in the same folder, then rename over `path`.
 
     A reader (or a run killed half-way) sees either the old file or the new one,
@@ -142,18 +142,21 @@ def _file_mode(path):
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_UMASK
+
+
+# The umask can only be read by setting it; done once here, not per file beside running threads.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_save(obj, path):
     """torch.save, atomically."""
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def atomic_write_text(path, text):
-    _atomic_write(path, lambda handle: handle.write(text.encode()))
+    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def write_json(path, obj):

@@ -1,10 +1,8 @@
 """What every data set module shares: normalisation numbers, CIFAR pickles and
 their download, resizing to 32x32, and atomic cache writes."""
 import collections
-import os
 import pickle
 import socket
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.datasets.utils import check_integrity, download_and_extract_archive
 
-from util import UserError
+from util import UserError, atomic_write
 
 DatasetInfo = collections.namedtuple("DatasetInfo", "name num_classes mean std")
 
@@ -127,13 +125,4 @@ def resize_images(images, size=IMAGE_SIZE, chunk=1024):
 
 def atomic_save_npz(path, **arrays):
     """np.savez through a temp file and a rename, so a killed run never leaves a truncated cache."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))

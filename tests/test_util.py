@@ -3,11 +3,13 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 
 import util
 from dataset import dataset_tag
+from dataset.common import atomic_save_npz
 from helper.loops import ctc_lr, vanilla_lr
 from helper.precision import check_bf16
 from helper.results import append_result, parse_shard, read_results, store_result, take_shard
@@ -85,18 +87,15 @@ def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
     assert os.listdir(tmp_path) == ["ckpt.pth"]   # no temp file left behind
 
 
-def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
-    old_umask = os.umask(0o022)  # a umask under which a plain write (0644) differs from mkstemp's 0600
-    try:
-        plain = tmp_path / "plain.txt"
-        plain.write_text("x")
-        util.atomic_save({"epoch": 1}, tmp_path / "ckpt.pth")
-        util.atomic_write_text(tmp_path / "rows.jsonl", "{}\n")
-    finally:
-        os.umask(old_umask)
-    # mkstemp's 0600 would lock others out of checkpoints and results on a shared machine.
-    for path in (plain, tmp_path / "ckpt.pth", tmp_path / "rows.jsonl"):
-        assert path.stat().st_mode & 0o777 == 0o644
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path, monkeypatch):
+    # The umask is read once at import; under 022 a plain write gives 0644, mkstemp 0600.
+    monkeypatch.setattr(util, "_UMASK", 0o022)
+    util.atomic_save({"epoch": 1}, tmp_path / "ckpt.pth")
+    util.atomic_write_text(tmp_path / "rows.jsonl", "{}\n")
+    atomic_save_npz(tmp_path / "cache.npz", x=np.zeros(2))
+    # mkstemp's 0600 would lock others out of checkpoints, results and caches on a shared machine.
+    for name in ("ckpt.pth", "rows.jsonl", "cache.npz"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
     os.chmod(tmp_path / "rows.jsonl", 0o640)  # a mode the user chose survives a rewrite
     util.atomic_write_text(tmp_path / "rows.jsonl", "{}\n{}\n")
     assert (tmp_path / "rows.jsonl").stat().st_mode & 0o777 == 0o640
