@@ -20,6 +20,7 @@ Seeds run in JOBS parallel lanes. Each step runs the entry script's main() in a 
 forked from this one, which has already imported them: a step costs its work, not the
 seconds of importing torch again.
 """
+import argparse
 import contextlib
 import dataclasses
 import importlib
@@ -142,12 +143,11 @@ def settings(name, environ):
     if unknown:
         raise util.UserError(f"MINE_PROTOCOLS: unknown {' '.join(sorted(unknown))} (known: {' '.join(MINE_PROTOCOLS)})")
     real_study_data.counts(chosen.train_per_class, chosen.test_per_class)  # refuses what is not a count
-    for name in ("xt_iters", "ty_iters", "xt_lr", "ty_lr"):  # strings, passed on as spelled ('1e+4')
+    for field_name in ("xt_iters", "ty_iters", "xt_lr", "ty_lr"):  # strings, passed on as spelled ('1e+4')
         try:
-            if not float(getattr(chosen, name)) > 0:
-                raise ValueError
-        except ValueError:
-            raise util.UserError(f"{name.upper()}={getattr(chosen, name)!r} is not a positive number") from None
+            util.positive(float)(getattr(chosen, field_name))
+        except argparse.ArgumentTypeError as err:
+            raise util.UserError(f"{field_name.upper()}: {err}") from None
     return chosen
 
 

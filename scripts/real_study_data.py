@@ -15,6 +15,7 @@ official CIFAR-10 is downloaded into OUT/../download (needs internet) and writte
 OUT is built under a temporary name and renamed when complete, with a `prepared.json`
 recording what it holds: a rerun with the same sizes does nothing, other sizes are refused.
 """
+import argparse
 import json
 import os
 import shutil
@@ -46,11 +47,14 @@ def per_class(text):
 
 def counts(train_per_class, test_per_class):
     """{'train': N, 'test': M} with 'all' spelled as CIFAR-10's full count."""
-    asked = {"train": train_per_class, "test": test_per_class}
-    for split, n in asked.items():
-        if n != "all" and not (str(n).isdigit() and int(n) > 0):
-            raise util.UserError(f"{split} images per class must be a positive whole number or 'all', got {n!r}")
-    return {split: FULL[split] if n == "all" else min(int(n), FULL[split]) for split, n in asked.items()}
+    found = {}
+    for split, n in {"train": train_per_class, "test": test_per_class}.items():
+        try:
+            n = per_class(str(n))
+        except argparse.ArgumentTypeError as err:
+            raise util.UserError(f"{split} images per class: {err} (a positive count or 'all')") from None
+        found[split] = FULL[split] if n == "all" else min(n, FULL[split])
+    return found
 
 
 def prepare(out, train_per_class, test_per_class, archive=None, download_root=None):
