@@ -12,6 +12,7 @@ lines, the results row and its file, and the TensorBoard layout.
                   mine_heldout_curve/epoch_<E>/ (held-out protocol)
 """
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -40,6 +41,16 @@ def estimate(opts, a, b):
 def results_file_name(mode, dataset_tag, protocol="reference"):
     suffix = "" if protocol == "reference" else f"_{protocol}"
     return f"mine_{mode}_{dataset_tag}{suffix}.jsonl"
+
+
+# results_file_name read backwards: (mode, dataset tag, protocol) of a file name, or None.
+RESULTS_FILE = re.compile(rf"mine_(?P<mode>{'|'.join(NAMES)})_(?P<dataset>.+?)"
+                          rf"(?:_(?P<protocol>{'|'.join(p for p in PROTOCOLS if p != 'reference')}))?\.jsonl")
+
+
+def parse_results_file_name(name):
+    match = RESULTS_FILE.fullmatch(name)
+    return match and (match["mode"], match["dataset"], match["protocol"] or "reference")
 
 
 def critic_settings(opts):

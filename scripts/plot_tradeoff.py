@@ -25,7 +25,7 @@ from matplotlib.lines import Line2D
 # Run as `python scripts/plot_tradeoff.py` from the repository root: util lives there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
-from helper.mine_report import NAMES  # noqa: E402
+from helper.mine_report import NAMES, parse_results_file_name  # noqa: E402
 from helper.results import read_results  # noqa: E402
 from helper.run import resolve_run_folder  # noqa: E402
 
@@ -33,8 +33,6 @@ from helper.run import resolve_run_folder  # noqa: E402
 # protocol (train_bn) and a target tag (folder-my_set) may contain underscores. Results of
 # transfer.py --amp count as a protocol of their own, e.g. adabn_amp.
 TRANSFER_FILE = re.compile(r"transfer_(?P<target>.+)_(?P<protocol>(?:train_bn|adabn|frozen)(?:_amp)?)\.jsonl")
-# mine.py --protocol heldout writes mine_{mode}_{dataset}_heldout.jsonl beside the reference's file.
-MINE_FILE = re.compile(r"mine_(?P<mode>xt|ty)_(?P<dataset>.+?)(?P<heldout>_heldout)?\.jsonl")
 DEFAULT_PROTOCOL = "train_bn"  # the reference's protocol: the one the paper's numbers mean
 
 
@@ -84,9 +82,10 @@ def load_run(folder, name):
     for path in sorted(folder.glob("*.jsonl")):
         if match := TRANSFER_FILE.fullmatch(path.name):
             run.transfer[match["target"], match["protocol"]] = series(read(path), "best_acc")
-        elif match := MINE_FILE.fullmatch(path.name):
-            dataset = match["dataset"] + (" (held-out)" if match["heldout"] else "")
-            run.mine[match["mode"], dataset] = series(read(path), "estimate")
+        elif parsed := parse_results_file_name(path.name):
+            mode, dataset, protocol = parsed  # each MINE protocol is a series of its own
+            run.mine[mode, dataset if protocol == "reference" else f"{dataset} ({protocol})"] = \
+                series(read(path), "estimate")
         else:
             continue
         found = True

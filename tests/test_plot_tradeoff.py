@@ -179,7 +179,7 @@ def test_heldout_mine_files_are_their_own_series(tmp_path):
     write_lines(folder / "mine_xt_cifar100_heldout.jsonl", [mine_row(2, "xt", "cifar100", 0.4)])
     write_lines(folder / "mine_ty_folder-my_heldout_set.jsonl", [mine_row(2, "ty", "folder:x", 0.7)])
     run = plot_tradeoff.load_run(folder, "run")
-    assert run.mine == {("xt", "cifar100"): {2: 5.0}, ("xt", "cifar100 (held-out)"): {2: 0.4},
+    assert run.mine == {("xt", "cifar100"): {2: 5.0}, ("xt", "cifar100 (heldout)"): {2: 0.4},
                         ("ty", "folder-my_heldout_set"): {2: 0.7}}
 
 
