@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU measurements of bench/BENCHMARKS.md's transfer and MINE sections in one go. Each step
-# is time-limited so that one slow step cannot take the rest down; the limits add up to 740 s, so
-# run it in two calls of under 10 minutes if need be (on the H200 of 2026-11-28 the steps before
-# the held-out calibration took about 6 minutes together).
+# is time-limited so that one slow step cannot take the rest down; the limits add up to 740 s,
+# more than one 10-minute call: on the H200 of 2026-11-28 the steps before the held-out
+# calibration took about 6 minutes together, and the calibration resumes from its results file
+# when the script is run again.
 #
 #     bash bench/run_gpu.sh [log folder]        # default: save/bench_logs
 set -u

@@ -122,7 +122,7 @@ def mean_curve(runs, probe):
     epochs = sorted(set.intersection(*(set(curve) for curve in curves))) if curves else []
     if not epochs:
         return None
-    means = {epoch: mean_and_stderr([curve[epoch] for curve in curves])[0] for epoch in epochs}
+    means = {epoch: mean_of([curve[epoch] for curve in curves]) for epoch in epochs}
     peak_epoch, peak = best(means)
     drop, stderr = mean_and_stderr([curve[peak_epoch] - curve[epochs[-1]] for curve in curves])
     return {"seeds": len(curves), "peak_epoch": peak_epoch, "peak": peak, "last_epoch": epochs[-1],
@@ -297,8 +297,8 @@ def draw_tradeoff(groups, path):
     rows = math.ceil(len(shown) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False, layout="constrained")
     # Each method's peak of the mean train_bn curve: a star there, a dotted line in the other panels.
-    peaks = {method: curve["peak_epoch"] for method, runs in groups.items()
-             if (curve := mean_curve(runs, PROBES[0]))}
+    # Where the table's mean curve peaks (over the epochs every seed has): the star marks that value.
+    peaks = {method: curve for method, runs in groups.items() if (curve := mean_curve(runs, PROBES[0]))}
     for ax, (title, ylabel, lines) in zip(axes.flat, shown):
         for (method, runs), (color, _) in zip(groups.items(), METHOD_STYLE):
             for _, style, get in lines:
@@ -309,10 +309,10 @@ def draw_tradeoff(groups, path):
                 ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
                 ax.plot(epochs, mean, style, color=color, marker="o", markersize=2.5)
                 if method in peaks and title.startswith("Transfer") and PROBES[0] in title:
-                    ax.plot([peaks[method]], [mean[epochs.index(peaks[method])]], marker="*", markersize=14,
+                    ax.plot([peaks[method]["peak_epoch"]], [peaks[method]["peak"]], marker="*", markersize=14,
                             color=color, markeredgecolor="black", linestyle="none")
                 elif method in peaks:
-                    ax.axvline(peaks[method], color=color, linewidth=0.8, linestyle=":")
+                    ax.axvline(peaks[method]["peak_epoch"], color=color, linewidth=0.8, linestyle=":")
         ax.set(title=title, xlabel="training epoch", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
