@@ -13,14 +13,14 @@ row in <run folder>/mine_<mode>_<dataset>.jsonl, and TensorBoard scalars
 value under `mine_curve/epoch_<E>/` in save/tensorboard/<run name>/. Checkpoints already
 in the results file are skipped (--force to redo).
 
-Two protocols (helper/mine_report.py says what each row holds):
+Two protocols (helper/mine/report.py says what each row holds):
   --protocol reference (default)  the paper's: the critic trains on every row and the estimate
                                   is the mean of its last 500 training-batch bounds; comparable
                                   with the paper, but with a wide critic mostly memorisation
   --protocol heldout              the critic trains on 80% of the rows and the estimate is its
                                   best smoothed DV bound on the other 20%, with a standard error;
                                   a lower bound that memorisation cannot raise
-                                  (helper/mine_heldout.py); rows go to mine_<mode>_<dataset>_heldout.jsonl
+                                  (helper/mine/heldout.py); rows go to mine_<mode>_<dataset>_heldout.jsonl
 
     python mine.py --calibrate gaussian --dim 10 --true_mi 0.5 1 2 4 --protocol heldout --results cal.jsonl
 
@@ -35,11 +35,11 @@ import torch
 
 import util
 from dataset import canonical_name, dataset_info, dataset_tag, load_arrays
-from helper import mine
+from helper.mine import critic
 from helper.features import extract_features, normalised_images
-from helper.mine_calibration import PROBLEMS, calibrate
-from helper.mine_heldout import EVAL_EVERY, HELDOUT_FRACTION, PATIENCE
-from helper.mine_report import PROTOCOLS, estimate, recorded_settings, report_checkpoint, results_file_name
+from helper.mine.calibration import PROBLEMS, calibrate
+from helper.mine.heldout import EVAL_EVERY, HELDOUT_FRACTION, PATIENCE
+from helper.mine.report import PROTOCOLS, estimate, recorded_settings, report_checkpoint, results_file_name
 from helper.precision import check_bf16, configure_backends
 from helper.results import checkpoints_to_do, selected_checkpoints
 from helper.run import tensorboard_writer
@@ -87,9 +87,9 @@ def parse_option(argv=None):
     add("--eval_every", type=util.positive(), default=None,
         help=f"heldout protocol: iterations between held-out evaluations (default {EVAL_EVERY})")
     add("--early_stop", action="store_true",
-        help=f"reference protocol: stop a critic once its smoothed estimate (mean of {mine.AVERAGE_LAST} bounds) has "
-             f"changed by less than {100 * mine.TOLERANCE:g}%% over {mine.TREND_SPAN * mine.AVERAGE_LAST} iterations, "
-             f"at two checks {mine.AVERAGE_LAST} iterations apart")
+        help=f"reference protocol: stop a critic once its smoothed estimate (mean of {critic.AVERAGE_LAST} bounds) has "
+             f"changed by less than {100 * critic.TOLERANCE:g}%% over {critic.TREND_SPAN * critic.AVERAGE_LAST} iterations, "
+             f"at two checks {critic.AVERAGE_LAST} iterations apart")
     add("--batch_ckpts", type=util.positive(), default=None,
         help="checkpoints estimated together in one batched run (default 4 for xt, 8 for ty): a speed setting, "
              "the same estimates up to float rounding (each critic starts and samples as if alone); "
@@ -191,7 +191,7 @@ def estimate_checkpoints(args, device):
 
 
 def check_batch_size(args, rows):
-    train_rows = mine.training_row_count(rows, args.eval_fraction)
+    train_rows = critic.training_row_count(rows, args.eval_fraction)
     if args.batch_size > train_rows:
         raise util.UserError(f"--batch_size {args.batch_size} is larger than the {train_rows} rows of "
                              f"{args.dataset}'s evaluation split available for training the critic; "

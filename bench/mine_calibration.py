@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helper.mine_report import PROTOCOLS  # noqa: E402
+from helper.mine.report import PROTOCOLS  # noqa: E402
 from helper.results import read_results  # noqa: E402
 
 GAUSSIAN_MI = ("0.5", "1", "2", "4")

@@ -1,4 +1,4 @@
-"""ms per MINE iteration: a reference-style loop vs helper/mine.py, same shapes, same process.
+"""ms per MINE iteration: a reference-style loop vs helper/mine/critic.py, same shapes, same process.
 
     python bench/mine_speed.py                  # full I(X;T) shapes of CIFAR-100 (GPU)
     python bench/mine_speed.py --size ty        # I(T;Y) shapes: a far smaller first layer (GPU)
@@ -10,7 +10,7 @@ and keeps a moving average that is never detached; the bound is read back every
 iteration. Ours: data on the device, device-side draws, a detached moving average,
 no host sync per iteration, and optionally several checkpoints in one batched run.
 Both run the same critic (3584 -> h -> h -> h -> 1) with Adam at the same batch size.
-The held-out protocol (helper/mine_heldout.py) is timed too, with its evaluation every
+The held-out protocol (helper/mine/heldout.py) is timed too, with its evaluation every
 50 iterations and no early stop: the cost of an iteration it trains, evaluations included.
 Results and the machine they came from are recorded in bench/BENCHMARKS.md ("MINE").
 """
@@ -25,7 +25,8 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import seconds  # noqa: E402
-from helper import mine, mine_heldout  # noqa: E402
+from helper.mine import critic  # noqa: E402
+from helper.mine.heldout import EVAL_EVERY, estimate_mi_heldout  # noqa: E402
 from helper.precision import configure_backends  # noqa: E402
 
 SIZES = {  # rows, x_dim, t_dim, batch, hidden
@@ -83,10 +84,10 @@ def ours_ms(x, t, batch, hidden, iters, device, amp, heldout=False):
     """ms per iteration per checkpoint; t is [K, N, d] for K checkpoints sharing x."""
     def run(count):
         if heldout:  # patience past the run: every iteration trains, an evaluation every EVAL_EVERY
-            mine_heldout.estimate_mi_heldout(x, t, iters=count, lr=LR, batch_size=batch, hidden_size=hidden,
+            estimate_mi_heldout(x, t, iters=count, lr=LR, batch_size=batch, hidden_size=hidden,
                                              amp=amp, patience=10 * count)
         else:
-            mine.estimate_mi_batched(x, t, iters=count, lr=LR, batch_size=batch, hidden_size=hidden, amp=amp)
+            critic.estimate_mi_batched(x, t, iters=count, lr=LR, batch_size=batch, hidden_size=hidden, amp=amp)
     # Whole calls: time a short and a long run and keep the difference, which cancels set-up costs.
     warm = max(2, iters // 5)
     run(warm)
@@ -138,7 +139,7 @@ def main():
         label = f"ours, {copies} checkpoint{'s' if copies > 1 else ''} per run{', bf16' if amp else ''} (per checkpoint)"
         timings.append((label, ours_ms(x_device, t_device[:copies], batch, hidden, iters, device, amp)))
     # At least two held-out evaluations inside the timed difference of two runs.
-    heldout_iters = max(iters, 2 * mine_heldout.EVAL_EVERY)
+    heldout_iters = max(iters, 2 * EVAL_EVERY)
     for copies in (1, args.batch_ckpts):
         label = f"ours, held-out protocol, {copies} checkpoint{'s' if copies > 1 else ''} per run (per checkpoint)"
         timings.append((label, ours_ms(x_device, t_device[:copies], batch, hidden, heldout_iters, device, False,
@@ -155,7 +156,7 @@ def profile_ours(x, t, batch, hidden, iters, device):
     from torch.profiler import ProfilerActivity, profile
 
     def run():
-        mine.estimate_mi_batched(x, t, iters=iters, lr=LR, batch_size=batch, hidden_size=hidden)
+        critic.estimate_mi_batched(x, t, iters=iters, lr=LR, batch_size=batch, hidden_size=hidden)
     run()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:

@@ -25,7 +25,7 @@ from matplotlib.lines import Line2D
 # Run as `python scripts/plot_tradeoff.py` from the repository root: util lives there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
-from helper.mine_report import NAMES, parse_results_file_name  # noqa: E402
+from helper.mine.report import NAMES, parse_results_file_name  # noqa: E402
 from helper.results import read_results  # noqa: E402
 from helper.run import resolve_run_folder  # noqa: E402
 

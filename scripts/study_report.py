@@ -31,9 +31,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
-from helper.mine_report import NAMES as MODES  # noqa: E402
-from helper.mine_report import PROTOCOLS as MINE_PROTOCOLS  # noqa: E402
-from helper.mine_report import results_file_name  # noqa: E402
+from helper.mine.report import NAMES as MODES  # noqa: E402
+from helper.mine.report import PROTOCOLS as MINE_PROTOCOLS  # noqa: E402
+from helper.mine.report import results_file_name  # noqa: E402
 from helper.run import resolve_run_folder  # noqa: E402
 from helper.transfer import probe_name  # noqa: E402
 from scripts.plot_tradeoff import best, read, save_png, series  # noqa: E402

@@ -1,4 +1,4 @@
-"""The held-out MINE protocol (helper/mine_heldout.py) and `mine.py --protocol heldout`.
+"""The held-out MINE protocol (helper/mine/heldout.py) and `mine.py --protocol heldout`.
 
 Problems are small (a few hundred rows, hidden 64, batches of 100) so that a critic
 memorises its sample within a few hundred iterations: the case the protocol exists for.
@@ -10,9 +10,10 @@ import torch
 
 import mine
 import util
-from helper import mine as reference
-from helper import mine_heldout, mine_report
-from helper.mine_calibration import class_problem, correlated_gaussians, rho_for_mi
+from helper.mine import critic as reference
+from helper.mine import heldout as mine_heldout
+from helper.mine import report as mine_report
+from helper.mine.calibration import class_problem, correlated_gaussians, rho_for_mi
 from helper.results import read_results
 from tests.test_mine_script import RUN_NAME, XT, recording, results_file, tensorboard, workdir  # noqa: F401 (fixture)
 

@@ -13,10 +13,10 @@ import sys
 import pytest
 import torch
 
-import helper.mine
+import helper.mine.critic
 import mine
 import util
-from helper.mine_calibration import rho_for_mi
+from helper.mine.calibration import rho_for_mi
 from helper.results import read_results
 from helper.run import checkpoint_path
 from models import build_model
@@ -164,7 +164,7 @@ def recording(monkeypatch, module, name):
 
 def test_early_stop_and_eval_fraction_reach_the_estimator(workdir, monkeypatch):
     # What early stopping does is tested on the estimator (tests/test_mine.py); here: the flags arrive.
-    calls = recording(monkeypatch, helper.mine, "estimate_mi_batched")
+    calls = recording(monkeypatch, helper.mine.critic, "estimate_mi_batched")
     mine.main(XT + ["--early_stop", "--eval_fraction", "0.25", "--start_epoch", "4", "--skip", "100"])
     assert [(c["early_stop"], c["eval_fraction"], c["iters"], c["lr"], c["batch_size"], c["hidden_size"])
             for c in calls] == [(True, 0.25, 50, 1e-3, 64, 32)]

@@ -15,7 +15,7 @@ from torch.func import functional_call
 
 import mine
 import util
-from helper import mine as estimator
+from helper.mine import critic as estimator
 from helper.results import read_results
 from helper.run import checkpoint_path
 from models import build_model
@@ -165,12 +165,12 @@ def script_args(mode, *extra):
 @pytest.mark.parametrize("mode", ["xt", "ty"])
 def test_mine_pairs_each_image_with_its_own_features_and_label(workdir, monkeypatch, mode):
     calls = []
-    real = mine.mine.estimate_mi_batched
+    real = mine.critic.estimate_mi_batched
 
     def recording(a, b, **options):
         calls.append((a.clone(), b.clone()))
         return real(a, b, **options)
-    monkeypatch.setattr(mine.mine, "estimate_mi_batched", recording)
+    monkeypatch.setattr(mine.critic, "estimate_mi_batched", recording)
     mine.main(script_args(mode, "--iter_num", "2"))
     (a, b), = calls
     x, features = zip(*(hand_inputs(workdir, epoch)[:2] for epoch in (2, 4)))

@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from helper import mine
-from helper.mine_report import critic_settings, estimate, estimate_row
+from helper.mine import critic
+from helper.mine.report import critic_settings, estimate, estimate_row
 from helper.results import append_result, check_writable, read_results
 from util import UserError
 
@@ -86,7 +86,7 @@ def calibrate(args, device):
     if args.results:  # refused now rather than after the estimates: a foreign or unwritable file
         read_results(args.results)
         check_writable(args.results)
-    if args.batch_size > mine.training_row_count(args.calibrate_rows, args.eval_fraction):
+    if args.batch_size > critic.training_row_count(args.calibrate_rows, args.eval_fraction):
         raise UserError(f"--batch_size {args.batch_size} is larger than the training rows of "
                         f"--calibrate_rows {args.calibrate_rows}; lower it or raise --calibrate_rows")
     generator = torch.Generator(device=device).manual_seed(args.seed)

@@ -4,11 +4,11 @@ The reference protocol reports the DV bound on the very batches the critic train
 10,000 rows a wide critic learns to tell this sample's own pairs from shuffled ones, and
 the number climbs far past the truth (bench/BENCHMARKS.md: every 100-dimensional Gaussian
 problem from 0.5 to 4 nats read 5.3-6.3). Here the critic trains exactly as there (same
-batches, loss and moving-average correction, helper.mine.CriticTraining) on a training
+batches, loss and moving-average correction, helper.mine.critic.CriticTraining) on a training
 part of the rows only, and what is reported is the DV bound on rows it never saw:
 
 - The held-out rows (`eval_fraction`, 20% by default) form groups of about 100 rows
-  (helper.mine.HeldOutGroups). Every row is a joint pair; its marginal pairs are 4 fixed
+  (helper.mine.critic.HeldOutGroups). Every row is a joint pair; its marginal pairs are 4 fixed
   derangements within its group (row i's a with another row's b of the same group), so a
   group's statistics use only its own rows and groups are independent units.
 - Every `eval_every` iterations the DV bound on all held-out rows is evaluated, and the
@@ -27,7 +27,7 @@ keeps that to a fraction of a standard error (bench/BENCHMARKS.md, "held-out pro
 """
 import torch
 
-from helper.mine import (AVERAGE_LAST, CriticTraining, HeldOutGroups, MineInputError, MineResult, check_inputs,
+from helper.mine.critic import (AVERAGE_LAST, CriticTraining, HeldOutGroups, MineInputError, MineResult, check_inputs,
                          jackknife_stderr, split_rows, trailing_mean)
 
 EVAL_EVERY = 50         # iterations between held-out evaluations
@@ -41,7 +41,7 @@ def estimate_mi_heldout(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, s
     """Train one critic per copy on the training rows and return a MineResult per copy whose
     `estimate` is its best smoothed held-out DV bound (`stderr`, `iteration`).
 
-    a, b: as helper.mine.estimate_mi_batched ([N, d] shared, or [K, N, d] per copy); every
+    a, b: as helper.mine.critic.estimate_mi_batched ([N, d] shared, or [K, N, d] per copy); every
     copy starts from the same initial weights and sees the same batches and held-out pairs,
     so batching is a speed setting. `iters` is the most iterations a copy trains.
     """

@@ -221,7 +221,7 @@ def estimate_mi_batched(a, b, *, iters, lr, batch_size=5000, hidden_size=1024, a
 
 class CriticTraining:
     """K critics trained with the reference's batches and loss, one iteration per `step()`;
-    both protocols (this module's and helper/mine_heldout.py's) drive it.
+    both protocols (this module's and helper/mine/heldout.py's) drive it.
 
     train_rows: the row ids the batches are drawn from, or an int N for all rows.
     `curve[i, k]` is copy k's DV bound on iteration i's training batches (NaN where its step

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from helper import mine, mine_heldout
+from helper.mine import critic, heldout
 from helper.results import store_result
 from util import UserError
 
@@ -32,9 +32,9 @@ def estimate(opts, a, b):
                   seed=opts.seed, amp=opts.amp, eval_fraction=opts.eval_fraction)
     try:
         if opts.protocol == "heldout":
-            return mine_heldout.estimate_mi_heldout(a, b, eval_every=opts.eval_every, patience=opts.patience, **common)
-        return mine.estimate_mi_batched(a, b, early_stop=opts.early_stop, **common)
-    except mine.MineInputError as err:  # too few rows for the split or batch asked for; a bug still has its traceback
+            return heldout.estimate_mi_heldout(a, b, eval_every=opts.eval_every, patience=opts.patience, **common)
+        return critic.estimate_mi_batched(a, b, early_stop=opts.early_stop, **common)
+    except critic.MineInputError as err:  # too few rows for the split or batch asked for; a bug still has its traceback
         raise UserError(f"{err} (see --eval_fraction, --batch_size)") from None
 
 
