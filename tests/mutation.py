@@ -121,7 +121,7 @@ MUTATIONS = [
     M("mine.py --protocol heldout runs the reference protocol", "helper/mine/report.py",
       'if opts.protocol == "heldout":', 'if opts.protocol == "none":', nth=0),
     M("every ValueError inside an estimator becomes a one-line user error", "helper/mine/report.py",
-      "except mine.MineInputError as err:", "except ValueError as err:"),
+      "except critic.MineInputError as err:", "except ValueError as err:"),
     M("--eval_every and --patience never reach the held-out protocol", "helper/mine/report.py",
       "estimate_mi_heldout(a, b, eval_every=opts.eval_every, patience=opts.patience, **common)",
       "estimate_mi_heldout(a, b, **common)"),
