@@ -3,12 +3,16 @@
     python scripts/plot_tradeoff.py RUN_FOLDER [RUN_FOLDER ...] [--out PREFIX]
                                     [--protocol P] [--target T]
 
-Reads only what training, transfer.py and mine.py leave in each run folder
-(metrics.csv, transfer_{target}_{protocol}.jsonl, mine_{mode}_{dataset}.jsonl) and
-draws, against training epoch, source test accuracy, transfer accuracy and every
-MINE series found, one line per run, with each run's best-transfer epoch marked.
-Writes PREFIX.png and PREFIX.md (a per-run table: best source accuracy, best
-transfer accuracy, transfer at the last evaluated epoch and the drop between them).
+Reads only what training, transfer.py, mine.py and geometry.py leave in each run folder
+(metrics.csv, transfer_{target}_{protocol}.jsonl, mine_{mode}_{dataset}.jsonl,
+geometry_{dataset}.jsonl) and draws, against training epoch, source test accuracy, transfer
+accuracy, every MINE series found and, per data set geometry.py measured, NC1, the effective
+rank and I(X;T_s) with I(T_s;Y) at one noise level; one line per run, with each run's
+best-transfer epoch marked. Writes PREFIX.png and PREFIX.md: a per-run table (best source
+accuracy, best transfer accuracy, transfer at the last evaluated epoch and the drop between
+them) and the checkpoints whose MINE I(X;T) reads below their I(T;Y) on the same images.
+T is computed from X, so I(X;T) >= I(T;Y) must hold: such an I(X;T) is a loose lower bound,
+not compression. (geometry.py's I(X;T_s) and I(T_s;Y) keep that order by construction.)
 """
 import math
 import os
@@ -21,10 +25,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on the machines this runs on
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 # Run as `python scripts/plot_tradeoff.py` from the repository root: util lives there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
+from helper.geometry.report import information_at  # noqa: E402
 from helper.mine.report import NAMES, parse_results_file_name  # noqa: E402
 from helper.results import read_results  # noqa: E402
 from helper.run import resolve_run_folder  # noqa: E402
@@ -34,6 +40,10 @@ from helper.run import resolve_run_folder  # noqa: E402
 # transfer.py --amp count as a protocol of their own, e.g. adabn_amp.
 TRANSFER_FILE = re.compile(r"transfer_(?P<target>.+)_(?P<protocol>(?:train_bn|adabn|frozen)(?:_amp)?)\.jsonl")
 DEFAULT_PROTOCOL = "train_bn"  # the reference's protocol: the one the paper's numbers mean
+GEOMETRY_FILE = re.compile(r"geometry_(?P<dataset>.+)\.jsonl")
+# The noise level the figure shows (geometry.py's middle default): a level where I(X;T_s) of a
+# 10,000-image sample is far from its log N ceiling for most features (helper/geometry/information.py).
+SHOWN_NOISE = 0.5
 
 
 @dataclass
@@ -43,6 +53,8 @@ class Run:
     test_top1: dict = field(default_factory=dict)  # percent
     transfer: dict = field(default_factory=dict)   # (target, protocol) -> series of fractions
     mine: dict = field(default_factory=dict)       # (mode, dataset) -> series in nats
+    geometry: dict = field(default_factory=dict)   # (quantity, dataset) -> series: nc1, effective_rank, i_xt, i_ty
+    noise: dict = field(default_factory=dict)      # dataset -> the noise level of its i_xt and i_ty series
 
 
 # --------------------------------------------------------------------------- load
@@ -86,13 +98,42 @@ def load_run(folder, name):
             mode, dataset, protocol = parsed  # each MINE protocol is a series of its own
             run.mine[mode, dataset if protocol == "reference" else f"{dataset} ({protocol})"] = \
                 series(read(path), "estimate")
+        elif match := GEOMETRY_FILE.fullmatch(path.name):
+            load_geometry(run, match["dataset"], read(path))
         else:
             continue
         found = True
     if not found:
-        raise util.UserError(f"{folder} holds no metrics.csv, transfer_*.jsonl or mine_*.jsonl; "
+        raise util.UserError(f"{folder} holds no metrics.csv, transfer_*.jsonl, mine_*.jsonl or geometry_*.jsonl; "
                              f"nothing to plot")
     return run
+
+
+def load_geometry(run, dataset, rows):
+    """NC1, effective rank, and I(X;T_s), I(T_s;Y) at SHOWN_NOISE (or the rows' first level)."""
+    for key in ("nc1", "effective_rank"):
+        run.geometry[key, dataset] = series(rows, key)
+    levels = [level.get("noise") for row in rows for level in row.get("information", [])]
+    if not levels:
+        return
+    noise = SHOWN_NOISE if SHOWN_NOISE in levels else levels[0]
+    run.noise[dataset] = noise
+    at_noise = [{"epoch": row.get("epoch"), **(information_at(row, noise) or {})} for row in rows]
+    for key in ("i_xt", "i_ty"):
+        run.geometry[key, dataset] = series(at_noise, key)
+
+
+def dpi_violations(run):
+    """{MINE series (dataset, with its protocol): epochs whose I(X;T) estimate is below the I(T;Y)
+    estimate on the same images}: impossible for the quantities, so a loose I(X;T) bound."""
+    found = {}
+    for (mode, dataset), xt in run.mine.items():
+        ty = run.mine.get(("ty", dataset)) if mode == "xt" else None
+        if ty:
+            epochs = [epoch for epoch in xt if epoch in ty and xt[epoch] < ty[epoch]]
+            if epochs:
+                found[dataset] = epochs
+    return found
 
 
 def choose_transfer(runs, target, protocol):
@@ -151,7 +192,25 @@ def markdown(runs, choice, others):
         cells = [*pair(s["best_test"]), *pair(s["best_transfer"]), *pair(s["last_transfer"]),
                  "-" if s["drop"] is None else f"{s['drop']:.2f}"]
         lines.append(f"| {run.name} | " + " | ".join(cells) + " |")
+    lines += dpi_markdown(runs)
     return "\n".join(lines) + "\n"
+
+
+def dpi_markdown(runs):
+    """The data-processing check of every run's MINE estimates, as lines of the table file."""
+    checked = [run for run in runs if any(mode == "xt" and ("ty", d) in run.mine for mode, d in run.mine)]
+    if not checked:
+        return []
+    lines = ["", "Data-processing check: T is computed from X, so I(X;T) >= I(T;Y) on the same images."]
+    for run in checked:
+        violations = dpi_violations(run)
+        if not violations:
+            lines.append(f"- {run.name}: MINE I(X;T) >= I(T;Y) at every checkpoint measured on both.")
+        for dataset, epochs in violations.items():
+            lines.append(f"- {run.name}: **MINE I(X;T) below I(T;Y) on {dataset} at epoch(s) "
+                         f"{', '.join(map(str, epochs))}: violates the data-processing inequality**; there the "
+                         f"I(X;T) estimate is a loose lower bound, not compression (geometry.py's I(X;T_s) is not).")
+    return lines
 
 
 def pair(epoch_value):
@@ -170,6 +229,7 @@ class Panel:
     ylabel: str
     by_run: dict  # run name -> {epoch: value}
     is_transfer: bool = False
+    log: bool = False  # a logarithmic y axis (NC1 spans orders of magnitude)
 
 
 def panels(runs, choice):
@@ -183,6 +243,15 @@ def panels(runs, choice):
     for mode, dataset in sorted({key for r in runs for key in r.mine}, key=lambda k: (k[0] != "xt", k[1])):
         found.append(Panel(f"{NAMES[mode]} on {dataset}", "MINE estimate (nats)",
                            {r.name: r.mine.get((mode, dataset), {}) for r in runs}))
+    for dataset in sorted({dataset for r in runs for _, dataset in r.geometry}):
+        noise = sorted({r.noise[dataset] for r in runs if dataset in r.noise})
+        found += [Panel(f"NC1 on {dataset}", "tr(Sigma_W Sigma_B^+) / C",
+                        {r.name: r.geometry.get(("nc1", dataset), {}) for r in runs}, log=True),
+                  Panel(f"Effective rank on {dataset}", "effective rank",
+                        {r.name: r.geometry.get(("effective_rank", dataset), {}) for r in runs})]
+        for key, name in (("i_xt", "I(X;T_s)"), ("i_ty", "I(T_s;Y)")):
+            found.append(Panel(f"{name} on {dataset}, s = {'/'.join(f'{n:g}' for n in noise)}",
+                               "nats (noisy features)", {r.name: r.geometry.get((key, dataset), {}) for r in runs}))
     return [panel for panel in found if any(panel.by_run.values())]
 
 
@@ -198,6 +267,10 @@ def draw(runs, choice, shown, path):
         for name, values in panel.by_run.items():
             draw_series(ax, values, colors[name], best_epochs[name], panel.is_transfer)
         ax.set(title=panel.title, xlabel="training epoch", ylabel=panel.ylabel)
+        if panel.log and all(v > 0 for values in panel.by_run.values() for v in values.values()):
+            ax.set_yscale("log")
+            for axis_ticks in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis_ticks(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.grid(alpha=0.3)
     # One epoch axis for every panel, so the marked epochs line up from panel to panel.
     epochs = [epoch for panel in shown for values in panel.by_run.values() for epoch in values]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's whole analysis for one architecture: train vanilla and CTC, transfer every
-# checkpoint to the target data set, and the four MINE estimates per checkpoint
-# (I(X;T) and I(T;Y) on the source and on the target data set), then the trade-off figure.
+# checkpoint to the target data set, the four MINE estimates per checkpoint (I(X;T) and
+# I(T;Y) on the source and on the target data set) and the features' geometry and
+# noisy-feature information on both (geometry.py), then the trade-off figure.
 #
 #   bash scripts/run_paper.sh resnext32_16x4d
 #
@@ -12,7 +13,7 @@
 #   EPOCHS (200) CTC_EPOCHS (300) STAGE_TWO (200) SAVE_FREQ (2) START (2) SKIP (2)
 #   SOURCE (cifar100) TARGET (cinic10) PROBE_EPOCHS (30) XT_ITERS (1e+4) TY_ITERS (2e+4)
 #   XT_LR (8e-5) TY_LR (1e-5) MINE_BATCH (5000) MINE_HIDDEN (1024) NCE_K (16384) PYTHON (python)
-#   TRAIN_ARGS, TRANSFER_ARGS, MINE_ARGS: extra flags for every call of that script
+#   TRAIN_ARGS, TRANSFER_ARGS, MINE_ARGS, GEOMETRY_ARGS: extra flags for every call of that script
 #   OUT: prefix of the figure and table (save/tradeoff_<model>)
 set -euo pipefail
 
@@ -28,6 +29,7 @@ NCE_K=${NCE_K:-16384}
 read -r -a TRAIN_EXTRA <<< "${TRAIN_ARGS:-}"
 read -r -a TRANSFER_EXTRA <<< "${TRANSFER_ARGS:-}"
 read -r -a MINE_EXTRA <<< "${MINE_ARGS:-}"
+read -r -a GEOMETRY_EXTRA <<< "${GEOMETRY_ARGS:-}"
 LOGS=save/logs/$MODEL
 mkdir -p "$LOGS"
 
@@ -66,6 +68,8 @@ for RUN in "$VANILLA" "$CTC"; do
     --model "$MODEL" --ckpt_path "$RUN" --start_epoch "$START" --skip "$SKIP" --epoch "$PROBE_EPOCHS" \
     "${TRANSFER_EXTRA[@]}"
   for DATASET in "$SOURCE" "$TARGET"; do
+    step "geometry_${DATASET}_${RUN}" "$PYTHON" "$HERE/geometry.py" --model "$MODEL" --dataset "$DATASET" \
+      --source_dataset "$SOURCE" --ckpt_path "$RUN" --start_epoch "$START" --skip "$SKIP" "${GEOMETRY_EXTRA[@]}"
     step "mine_xt_${DATASET}_${RUN}" "$PYTHON" "$HERE/mine.py" --mode xt --model "$MODEL" --dataset "$DATASET" \
       --source_dataset "$SOURCE" --ckpt_path "$RUN" --lr "$XT_LR" --iter_num "$XT_ITERS" --start_epoch "$START" \
       --skip "$SKIP" --batch_size "$MINE_BATCH" --hidden_size "$MINE_HIDDEN" "${MINE_EXTRA[@]}"

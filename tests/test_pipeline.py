@@ -68,21 +68,23 @@ def test_run_paper_completes_and_a_rerun_resumes_the_trainings_and_asks_the_same
     for run in ("resnet8_cifar100_lr_0.05_trial_0_toy", "resnet8_cifar100_a:0.5_b:1.0_toy"):
         names = {name.split("/")[-1] for name in written if f"/{run}/" in name}
         assert {"ckpt_epoch_1.pth", "ckpt_epoch_2.pth", "transfer_cinic10_train_bn.jsonl", "mine_xt_cifar100.jsonl",
-                "mine_ty_cifar100.jsonl", "mine_xt_cinic10.jsonl", "mine_ty_cinic10.jsonl"} <= names
+                "mine_ty_cifar100.jsonl", "mine_xt_cinic10.jsonl", "mine_ty_cinic10.jsonl",
+                "geometry_cifar100.jsonl", "geometry_cinic10.jsonl"} <= names
     assert first.stdout.count("I(X;T) of resnet8 of 2-th epoch is : ") == 4   # 2 runs x 2 data sets
     assert first.stdout.count("Source Epoch: 2, Target Epoch: 1, Best Acc: ") == 2
     assert (tmp_path / "figure.png").stat().st_size > 0 and (tmp_path / "figure.md").is_file()
     logs = {p.name for p in (tmp_path / "save/logs/resnet8").iterdir()}
-    assert "train_vanilla.log" in logs and "plot.log" in logs and len(logs) == 13
+    assert "train_vanilla.log" in logs and "plot.log" in logs and len(logs) == 17
 
     second, second_calls = _run(tmp_path, record_only=True)
     assert second.returncode == 0, second.stderr[-3000:]
     assert _results(tmp_path) == written  # the pipeline itself deletes or rewrites nothing
     first_scripts, second_scripts = _by_script(first_calls), _by_script(second_calls)
     assert {name: len(calls) for name, calls in first_scripts.items()} == {
-        "train_vanilla.py": 1, "train_ctc.py": 1, "transfer.py": 2, "mine.py": 8, "plot_tradeoff.py": 1}
+        "train_vanilla.py": 1, "train_ctc.py": 1, "transfer.py": 2, "mine.py": 8, "geometry.py": 4,
+        "plot_tradeoff.py": 1}
     for name in ("train_vanilla.py", "train_ctc.py"):
         assert "--resume" not in first_scripts[name][0]
         assert second_scripts[name] == [first_scripts[name][0] + ["--resume"]]
-    for name in ("transfer.py", "mine.py", "plot_tradeoff.py"):
+    for name in ("transfer.py", "mine.py", "geometry.py", "plot_tradeoff.py"):
         assert second_scripts[name] == first_scripts[name]

@@ -56,7 +56,8 @@ class NoisyInformation:
     i_xt_upper: float
     i_ty: float            # nats; None without labels
     i_ty_stderr: float
-    i_ty_heldout: float    # leave-one-out: each row's label guessed from the other rows' mixture
+    i_ty_heldout: float    # leave-one-out: each row's label guessed from the other rows' mixture (None when
+                           # some class has a single row)
     rows: int
     saturated: bool        # i_xt above log(rows) / 2: the sample cannot resolve it
 
@@ -92,8 +93,8 @@ def noisy_information(features, labels, noise_levels, relative=True, seed=0, blo
     labels = torch.zeros(n, dtype=torch.long) if labels is None else torch.as_tensor(labels).cpu()
     order = torch.argsort(labels, stable=True)
     classes, counts = torch.unique_consecutive(labels[order], return_counts=True)
-    if labels.any() and counts.min() < 2:
-        raise ValueError("every class needs at least two rows")
+    # A row alone in its class has no other row to guess its label from: no held-out value then.
+    heldout = bool(counts.min() >= 2)
     t, z = t[order.to(t.device)], z[order.to(t.device)]
     squared = (t * t).sum(1)
     terms = [{key: [] for key in ("xt", "ty", "ty_heldout", "lower", "upper")} for _ in sigmas]
@@ -112,7 +113,8 @@ def noisy_information(features, labels, noise_levels, relative=True, seed=0, blo
             i_xt_lower=float(torch.cat(found["lower"]).double().mean()),
             i_xt_upper=float(torch.cat(found["upper"]).double().mean()),
             i_ty=mean_or_none(ty["ty"]), i_ty_stderr=None if ty["ty"] is None else stderr(ty["ty"]),
-            i_ty_heldout=mean_or_none(ty["ty_heldout"]), rows=n, saturated=i_xt > math.log(n) / 2))
+            i_ty_heldout=mean_or_none(ty["ty_heldout"]) if heldout else None, rows=n,
+            saturated=i_xt > math.log(n) / 2))
     return results
 
 
