@@ -39,10 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import util  # noqa: E402
-from helper.mine_report import PROTOCOLS as MINE_PROTOCOLS  # noqa: E402
+from helper.mine.report import PROTOCOLS as MINE_PROTOCOLS  # noqa: E402
 from scripts import real_study_data, study_report  # noqa: E402
 
-ENTRY_SCRIPTS = ("train_vanilla", "train_ctc", "transfer", "mine")
+ENTRY_SCRIPTS = ("train_vanilla", "train_ctc", "transfer", "mine", "geometry")
+METHODS = ("vanilla", "ctc")
 SOURCE, TARGET = "folder:data/source", "folder:data/target"  # relative to the study folder, the working directory
 STUDY_ROOT = ROOT / "study"  # the default STUDY_DIR is study/<profile>/
 INTERRUPTED = 130  # the exit code of a script stopped by Ctrl-C (util.run_main)
@@ -54,7 +55,7 @@ class Profile:
     model: str
     train_per_class: str    # training images per class and task, or 'all' (5000)
     test_per_class: str     # test images per class and task, or 'all' (1000)
-    epochs: int             # both methods; CTC's stage two starts after 2/3 of them, as the paper's 200 of 300
+    epochs: int             # vanilla's; CTC trains 1.5x as long, stage two from vanilla's last epoch (the paper's 200/300)
     save_freq: int          # a checkpoint every this many epochs; all are analysed
     seeds: str
     lr: float
@@ -70,14 +71,18 @@ class Profile:
     ty_lr: str
     jobs: int               # parallel lanes (seeds are dealt out to them)
     mine_protocols: str = "reference heldout"
+    tasks: str = "halves"   # how CIFAR-10 becomes source and target (scripts/real_study_data.py LAYOUTS)
+    methods: str = "vanilla ctc"
+    probes: str = "train_bn adabn"
     train_args: str = ""    # extra flags for every call of that script
     transfer_args: str = ""
     mine_args: str = ""
+    geometry_args: str = ""
 
 
 PROFILES = {
     # Every step at toy size: shows that the study runs end to end, in a few minutes.
-    "smoke": Profile(model="resnet8", train_per_class="40", test_per_class="20", epochs=3, save_freq=1, seeds="0 1",
+    "smoke": Profile(model="resnet8", train_per_class="40", test_per_class="20", epochs=4, save_freq=1, seeds="0 1",
                      lr=0.05, batch=32, nce_k=32, probe_epochs=2, probe_batch=64, mine_hidden=32, mine_batch=50,
                      xt_iters="40", ty_iters="40", xt_lr="1e-3", ty_lr="1e-3", jobs=2),
     # Within 45 minutes on 2 CPU cores (23 min measured). Few images and many epochs, so that the
@@ -87,7 +92,7 @@ PROFILES = {
                    xt_iters="300", ty_iters="400", xt_lr="5e-4", ty_lr="1e-3", jobs=2),
     # The whole of both halves of CIFAR-10, the paper's model, epochs, probe and MINE settings
     # (MINE batch: half the 5,000 test images of a task, as the reference's 5,000 of 10,000).
-    "gpu": Profile(model="resnext32_16x4d", train_per_class="all", test_per_class="all", epochs=300, save_freq=10,
+    "gpu": Profile(model="resnext32_16x4d", train_per_class="all", test_per_class="all", epochs=200, save_freq=10,
                    seeds="0 1", lr=0.05, batch=64, nce_k=16384, probe_epochs=30, probe_batch=512, mine_hidden=1024,
                    mine_batch=2500, xt_iters="1e+4", ty_iters="2e+4", xt_lr="8e-5", ty_lr="1e-5", jobs=1),
 }
@@ -136,13 +141,18 @@ def settings(name, environ):
     chosen = dataclasses.replace(profile, **overrides)
     if chosen.epochs < 2 or chosen.save_freq < 1 or chosen.jobs < 1 or not chosen.seeds.split():
         raise util.UserError("EPOCHS must be at least 2, SAVE_FREQ and JOBS at least 1, SEEDS not empty")
-    if chosen.epochs % chosen.save_freq:
-        raise util.UserError(f"EPOCHS ({chosen.epochs}) must be a multiple of SAVE_FREQ ({chosen.save_freq}), "
-                             f"so that the last epoch has a checkpoint to analyse")
-    unknown = set(chosen.mine_protocols.split()) - set(MINE_PROTOCOLS)
-    if unknown:
-        raise util.UserError(f"MINE_PROTOCOLS: unknown {' '.join(sorted(unknown))} (known: {' '.join(MINE_PROTOCOLS)})")
-    real_study_data.counts(chosen.train_per_class, chosen.test_per_class)  # refuses what is not a count
+    lengths = [chosen.epochs] + ([3 * chosen.epochs / 2] if "ctc" in chosen.methods.split() else [])
+    if any(length % chosen.save_freq for length in lengths):
+        which = "EPOCHS and CTC's 1.5 x EPOCHS" if len(lengths) > 1 else "EPOCHS"
+        raise util.UserError(f"{which} ({', '.join(f'{length:g}' for length in lengths)}) must be multiples of "
+                             f"SAVE_FREQ ({chosen.save_freq}), so that each run's last epoch has a checkpoint to analyse")
+    for name, known in (("mine_protocols", MINE_PROTOCOLS), ("methods", METHODS), ("probes", study_report.PROBES)):
+        unknown = set(getattr(chosen, name).split()) - set(known)
+        if unknown:
+            raise util.UserError(f"{name.upper()}: unknown {' '.join(sorted(unknown))} (known: {' '.join(known)})")
+    if not chosen.methods.split():
+        raise util.UserError(f"METHODS names no method (known: {' '.join(METHODS)})")
+    real_study_data.counts(chosen.train_per_class, chosen.test_per_class, chosen.tasks)  # refuses what is not a count
     for field_name in ("xt_iters", "ty_iters", "xt_lr", "ty_lr"):  # strings, passed on as spelled ('1e+4')
         try:
             util.positive(float)(getattr(chosen, field_name))
@@ -151,42 +161,59 @@ def settings(name, environ):
     return chosen
 
 
-def stage_two(epochs):
-    """CTC's last stage-one epoch: the paper's 200 of 300, rounded, and at least one epoch of stage two."""
-    return min(round(2 * epochs / 3), epochs - 1)
+def ctc_epochs(epochs):
+    """CTC's length for vanilla's `epochs`: stage one as long as vanilla's whole run, then half as
+    long again in stage two (the paper's 200 and 300), so both methods compare at equal source epochs."""
+    return 3 * epochs // 2
 
 
-def images_per_class(count, split):
-    return real_study_data.counts(count, count)[split]
+def task_sizes(s):
+    """{(task, split): number of images} of the study's data."""
+    return real_study_data.task_images(s.tasks, real_study_data.counts(s.train_per_class, s.test_per_class, s.tasks))
+
+
+def nce_k(s):
+    """CTC's negatives per sample: the profile's, at most the smallest pool of other-class training images,
+    so that no sample's negatives repeat."""
+    per_class = real_study_data.counts(s.train_per_class, s.test_per_class, s.tasks)["train"]
+    sizes = [len(members) * per_class for members in real_study_data.LAYOUTS[s.tasks]["source"].values()]
+    return min(s.nce_k, sum(sizes) - max(sizes))
 
 
 # --------------------------------------------------------------------------- plan
 
 def plan_text(profile_name, s):
-    n_train, n_test = (5 * images_per_class(s.train_per_class, "train"), 5 * images_per_class(s.test_per_class, "test"))
-    seeds, protocols = s.seeds.split(), s.mine_protocols.split()
-    runs, checkpoints = 2 * len(seeds), s.epochs // s.save_freq
+    sizes = task_sizes(s)
+    per_class = real_study_data.counts(s.train_per_class, s.test_per_class, s.tasks)
+    seeds, protocols, methods, probes = s.seeds.split(), s.mine_protocols.split(), s.methods.split(), s.probes.split()
+    epochs = {"vanilla": s.epochs, "ctc": ctc_epochs(s.epochs)}
+    trained = len(seeds) * sum(epochs[m] for m in methods)  # epochs of training, all runs together
+    checkpoints = trained // s.save_freq
+    n_source, n_target = sizes["source", "train"] + sizes["source", "test"] / 3, sizes["target", "train"]
     cost = COSTS[profile_name]
     default = PROFILES[profile_name]
     xt_cost = cost["xt"] * (s.mine_batch * s.mine_hidden) / (default.mine_batch * default.mine_hidden)
+    forward = {"train_bn": s.probe_epochs * (n_target + sizes["target", "test"]),
+               "adabn": 2 * n_target + sizes["target", "test"]}
     minutes = {  # of one core (or one GPU)
-        "training": runs * s.epochs * (n_train + n_test / 3) / 1000 * cost["train"] * 1.15 / 60,  # CTC ~30% dearer
-        "train_bn": runs * checkpoints * s.probe_epochs * (n_train + n_test) / 1000 * cost["forward"] / 60,
-        "adabn": runs * checkpoints * (2 * n_train + n_test) / 1000 * cost["forward"] / 60,
-        "MINE": runs * checkpoints * len(protocols) * 2
-        * (float(s.xt_iters) * xt_cost + float(s.ty_iters) * cost["ty"]) / 60,
-        "step starts": runs * (3 + 4 * len(protocols)) * cost["step"] / 60,
+        "training": trained * n_source / 1000 * cost["train"] * (1.15 if "ctc" in methods else 1) / 60,
+        **{probe: checkpoints * forward[probe] / 1000 * cost["forward"] / 60 for probe in probes},
+        "MINE": checkpoints * len(protocols) * 2 * (float(s.xt_iters) * xt_cost + float(s.ty_iters) * cost["ty"]) / 60,
+        "step starts": len(seeds) * len(methods) * (1 + len(probes) + 4 * len(protocols)) * cost["step"] / 60,
     }
     lanes = min(s.jobs, len(seeds))
     busiest = -(-len(seeds) // lanes) / len(seeds)  # share of the work in the lane with the most seeds
+    runs = " and ".join(f"{'vanilla' if m == 'vanilla' else 'CTC'} {epochs[m]} epochs" for m in methods)
+    ctc = (f" (CTC stage two from epoch {s.epochs + 1}, {nce_k(s)} NCE negatives)" if "ctc" in methods else "")
     return "\n".join([
-        f"plan ({profile_name} profile): {s.model}, {n_train // 5} train + {n_test // 5} test images per class "
-        f"in each task, seeds {' '.join(seeds)}, lr {s.lr}, batch {s.batch}",
-        f"  vanilla and CTC: {s.epochs} epochs (CTC stage two from epoch {stage_two(s.epochs) + 1}, "
-        f"{s.nce_k} NCE negatives), a checkpoint every {s.save_freq}: {checkpoints} per run, {runs} runs",
-        f"  every checkpoint: train_bn and adabn probes on the target ({s.probe_epochs} epochs, batch "
+        f"plan ({profile_name} profile): {s.model}, tasks '{s.tasks}': {sizes['source', 'train']} source and "
+        f"{sizes['target', 'train']} target training images ({per_class['train']} per class), "
+        f"{sizes['source', 'test']} and {sizes['target', 'test']} test images; seeds {' '.join(seeds)}, lr {s.lr}, "
+        f"batch {s.batch}",
+        f"  {runs}{ctc}, a checkpoint every {s.save_freq}: {checkpoints} checkpoints in all",
+        f"  every checkpoint: {' and '.join(probes) or 'no'} probes on the target ({s.probe_epochs} epochs, batch "
         f"{s.probe_batch}); MINE I(X;T) and I(T;Y) on source and target test images, "
-        f"protocols: {' '.join(protocols)}",
+        f"protocols: {' '.join(protocols) or 'none'}",
         f"  MINE critic: hidden {s.mine_hidden}, batch {s.mine_batch}, I(X;T) {s.xt_iters} iterations at lr "
         f"{s.xt_lr}, I(T;Y) {s.ty_iters} at lr {s.ty_lr}",
         f"  estimated time: {sum(minutes.values()) * busiest:.0f} min with {lanes} parallel lane(s) ("
@@ -204,12 +231,13 @@ def vanilla_argv(s, seed):
 
 
 def ctc_argv(s, seed):
-    """The transferability preset (-a 0.5 ... --nce_t 0.10), stage two scaled to the run length."""
-    return ["--epochs", str(s.epochs), "--dataset", SOURCE, "--model", s.model, "--momentum", "0.9",
+    """The transferability preset (-a 0.5 ... --nce_t 0.10) on the paper's schedule: stage one for
+    vanilla's epochs, stage two for half as many again."""
+    return ["--epochs", str(ctc_epochs(s.epochs)), "--dataset", SOURCE, "--model", s.model, "--momentum", "0.9",
             "--learning_rate", str(s.lr), "--batch_size", str(s.batch), "--weight_decay", "0.0005",
-            "--weight_decay_coef", "2.0", "--stage_two_epoch", str(stage_two(s.epochs)), "-a", "0.5", "-b", "1.0",
+            "--weight_decay_coef", "2.0", "--stage_two_epoch", str(s.epochs), "-a", "0.5", "-b", "1.0",
             "--instance_t", "0.10", "--instance_m", "0.9", "--nce_t", "0.10", "--nce_m", "0.9",
-            "--nce_k", str(s.nce_k), "--update_memory_bank", "--save_freq", str(s.save_freq), "--seed", seed,
+            "--nce_k", str(nce_k(s)), "--update_memory_bank", "--save_freq", str(s.save_freq), "--seed", seed,
             "--note", f"ctc_s{seed}", "--num_workers", "0", "--print_freq", "100000", *shlex.split(s.train_args)]
 
 
@@ -238,7 +266,10 @@ def analysis_steps(s, run):
     steps = [Step(f"transfer_{probe}_{run}", "transfer",
                   ["--source_dataset", SOURCE, "--target_dataset", TARGET, *every, "--epoch", str(s.probe_epochs),
                    "--batch", str(s.probe_batch), "--protocol", probe, *shlex.split(s.transfer_args)])
-             for probe in study_report.PROBES]
+             for probe in s.probes.split()]
+    steps += [Step(f"geometry_{Path(dataset).name}_{run}", "geometry",
+                   ["--dataset", dataset, "--source_dataset", SOURCE, *every, *shlex.split(s.geometry_args)])
+              for dataset in (SOURCE, TARGET)]
     for protocol in s.mine_protocols.split():
         flags, suffix = ([], "") if protocol == "reference" else (["--protocol", protocol], f"_{protocol}")
         for dataset in (SOURCE, TARGET):
@@ -252,11 +283,13 @@ def analysis_steps(s, run):
 
 
 def seed_steps(s, seed):
-    """([vanilla run, CTC run], every step of one seed in order)."""
-    vanilla, ctc = vanilla_argv(s, seed), ctc_argv(s, seed)
-    runs = [run_name("train_vanilla", vanilla), run_name("train_ctc", ctc)]
-    steps = [Step(f"train_{runs[0]}", "train_vanilla", vanilla, resumes=runs[0]),
-             Step(f"train_{runs[1]}", "train_ctc", ctc, resumes=runs[1])]
+    """([a run per method of METHODS], every step of one seed in order)."""
+    trainers = {"vanilla": ("train_vanilla", vanilla_argv), "ctc": ("train_ctc", ctc_argv)}
+    runs, steps = [], []
+    for method in s.methods.split():
+        script, argv = trainers[method][0], trainers[method][1](s, seed)
+        runs.append(run_name(script, argv))
+        steps.append(Step(f"train_{runs[-1]}", script, argv, resumes=runs[-1]))
     for run in runs:
         steps += analysis_steps(s, run)
     return runs, steps
@@ -385,7 +418,7 @@ def study(argv=None, environ=os.environ):
     per_seed = [seed_steps(s, seed) for seed in seeds]
     check_command_lines([step for _, steps in per_seed for step in steps])
 
-    done = real_study_data.prepare("data", s.train_per_class, s.test_per_class, archive)
+    done = real_study_data.prepare("data", s.train_per_class, s.test_per_class, archive, tasks=s.tasks)
     print(f"data: {folder / 'data'}/{{source,target}}, {real_study_data.describe(done['per_class'])}, "
           f"from {done['origin']}", flush=True)
     lanes = [[step for index, (_, steps) in enumerate(per_seed) if index % s.jobs == lane for step in steps]
@@ -398,8 +431,10 @@ def study(argv=None, environ=os.environ):
     if any(codes):
         raise util.UserError("the study stopped at a failed step (see above); rerun the same command to continue")
 
-    groups = ["--group", "vanilla", *[runs[0] for runs, _ in per_seed], "--group", "CTC", *[runs[1] for runs, _ in per_seed]]
-    study_report.study_report(study_report.parse_args(["--out", "report/real_study", *groups]))
+    groups = [item for index, method in enumerate(s.methods.split())
+              for item in ["--group", "vanilla" if method == "vanilla" else "CTC", *[runs[index] for runs, _ in per_seed]]]
+    study_report.study_report(study_report.parse_args(["--out", "report/real_study", *groups,
+                                                       "--title", real_study_data.title(s.tasks)]))
     elapsed = time.time() - started
     with open(logs / "timing.tsv", "a") as handle:
         handle.write(f"whole study ({profile_name} profile)\t{elapsed:.1f}\t0\n")

@@ -21,7 +21,8 @@
 #   STUDY_SMOKE STUDY_PROFILE STUDY_DIR STUDY_ARCHIVE PYTHON
 #   MODEL TRAIN_PER_CLASS TEST_PER_CLASS EPOCHS SAVE_FREQ SEEDS LR BATCH NCE_K PROBE_EPOCHS PROBE_BATCH
 #   MINE_HIDDEN MINE_BATCH XT_ITERS TY_ITERS XT_LR TY_LR MINE_PROTOCOLS ("reference heldout") JOBS
-#   TRAIN_ARGS TRANSFER_ARGS MINE_ARGS: extra flags for every call of that script
+#   TASKS (halves, coarse, pairs) METHODS ("vanilla ctc") PROBES ("train_bn adabn")
+#   TRAIN_ARGS TRANSFER_ARGS MINE_ARGS GEOMETRY_ARGS: extra flags for every call of that script
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one thread per process: threads fight each other on a busy CPU

@@ -1,13 +1,25 @@
-"""CIFAR-10 split by class into the real-photograph study's two tasks, as image folders.
+"""CIFAR-10 made into the real-photograph study's two tasks, a source and a target, as image folders.
 
     python scripts/real_study_data.py study/data --train_per_class 500 --test_per_class 200
     python scripts/real_study_data.py study/data --train_per_class all --test_per_class all --archive PATH
+    python scripts/real_study_data.py study/data --tasks coarse --train_per_class 250 --test_per_class 250
 
-Writes OUT/source/{train,test}/<class>/<image> (airplane automobile bird cat deer) and
-OUT/target/{train,test}/<class>/<image> (dog frog horse ship truck), the layout of
-`--dataset folder:OUT/source`. Each class keeps its N lowest-numbered training images and
-M lowest-numbered test images, so the same sizes always give the same images; training
-images come only from CIFAR-10's training split and test images only from its test split.
+Writes OUT/source/{train,test}/<label>/<image> and OUT/target/{train,test}/<label>/<image>,
+the layout of `--dataset folder:OUT/source`. `--tasks` chooses how (LAYOUTS):
+
+- halves (default): the source task is airplane automobile bird cat deer, the target task
+  dog frog horse ship truck: disjoint classes.
+- coarse: the source task labels all ten classes coarsely, vehicle (airplane automobile ship
+  truck) or animal (the other six); the target task is the ten fine classes, on other images.
+- pairs: the source task labels pairs of similar classes (airplane+ship, automobile+truck,
+  bird+frog, cat+dog, deer+horse); the target task is the ten fine classes, on other images.
+
+Counts are per CIFAR-10 class and task: each class gives its N lowest-numbered training and M
+lowest-numbered test images to the source task and, where both tasks use the class, its next
+N and M to the target task; so the same sizes always give the same images, no image is in
+both tasks, and training images come only from CIFAR-10's training split and test images
+only from its test split. A coarse label's folder holds its classes' images named
+<class>_<number>.
 
 Where the images come from: the CIFAR-10 JPEG archive (`--archive`, else the environment
 variable STUDY_ARCHIVE, else ../shared/data/cifar10-jpg.tar.gz when it exists); otherwise the
@@ -30,8 +42,40 @@ import util  # noqa: E402
 from dataset import load_arrays  # noqa: E402
 from scripts.cifar10_jpg import ARCHIVE, CLASSES, extract  # noqa: E402
 
-TASKS = {"source": CLASSES[:5], "target": CLASSES[5:]}  # disjoint halves of CIFAR-10's classes
 FULL = {"train": 5000, "test": 1000}  # CIFAR-10 images per class and split
+
+
+def fine(classes):
+    return {name: (name,) for name in classes}
+
+
+# Per layout and task: {label (folder name): the CIFAR-10 classes it holds}.
+LAYOUTS = {
+    "halves": {"source": fine(CLASSES[:5]), "target": fine(CLASSES[5:])},
+    # The target needs distinctions the source task is trained to ignore.
+    "coarse": {"source": {"vehicle": ("airplane", "automobile", "ship", "truck"),
+                          "animal": ("bird", "cat", "deer", "dog", "frog", "horse")},
+               "target": fine(CLASSES)},
+    "pairs": {"source": {"airplane+ship": ("airplane", "ship"), "automobile+truck": ("automobile", "truck"),
+                         "bird+frog": ("bird", "frog"), "cat+dog": ("cat", "dog"), "deer+horse": ("deer", "horse")},
+              "target": fine(CLASSES)},
+}
+TASKS = LAYOUTS["halves"]  # the default layout
+
+
+def title(tasks):
+    """The study's heading for a layout: its source labels -> its target labels."""
+    source, target = ("/".join(LAYOUTS[tasks][task]) for task in ("source", "target"))
+    return f"Real-photograph study ({tasks}): CIFAR-10 {source} -> {target}"
+
+
+def shares_classes(tasks):
+    """Whether both tasks draw on some CIFAR-10 class (then they split its images)."""
+    return bool(classes_of(LAYOUTS[tasks]["source"]) & classes_of(LAYOUTS[tasks]["target"]))
+
+
+def classes_of(task):
+    return {name for members in task.values() for name in members}
 STAMP = "prepared.json"
 HOW_TO_GET = ("put the CIFAR-10 JPEG archive at {archive} (described in ../shared/data/README.md) or pass "
               "--archive PATH (STUDY_ARCHIVE=PATH), or run on a machine that can download "
@@ -45,28 +89,41 @@ def per_class(text):
     return util.positive()(text)
 
 
-def counts(train_per_class, test_per_class):
-    """{'train': N, 'test': M} with 'all' spelled as CIFAR-10's full count."""
+def counts(train_per_class, test_per_class, tasks="halves"):
+    """{'train': N, 'test': M} per class and task, with 'all' spelled as CIFAR-10's full count (half of
+    it where both tasks split a class's images)."""
+    if tasks not in LAYOUTS:
+        raise util.UserError(f"unknown task layout '{tasks}' (known: {', '.join(LAYOUTS)})")
+    share = 2 if shares_classes(tasks) else 1
     found = {}
     for split, n in {"train": train_per_class, "test": test_per_class}.items():
         try:
             n = per_class(str(n))
         except argparse.ArgumentTypeError as err:
             raise util.UserError(f"{split} images per class: {err} (a positive count or 'all')") from None
-        found[split] = FULL[split] if n == "all" else min(n, FULL[split])
+        found[split] = FULL[split] // share if n == "all" else min(n, FULL[split] // share)
     return found
 
 
-def prepare(out, train_per_class, test_per_class, archive=None, download_root=None):
+def task_images(tasks, per_class):
+    """{(task, split): number of images} of a layout at these counts per class."""
+    return {(task, split): len(classes_of(LAYOUTS[tasks][task])) * n
+            for task in LAYOUTS[tasks] for split, n in per_class.items()}
+
+
+def prepare(out, train_per_class, test_per_class, archive=None, download_root=None, tasks="halves"):
     """Build OUT unless it already holds the same thing; returns the recorded description."""
     out = Path(out)
-    wanted = {"tasks": {task: list(classes) for task, classes in TASKS.items()},
-              "per_class": counts(train_per_class, test_per_class)}
+    wanted = {"tasks": {task: {label: list(members) for label, members in labels.items()}
+                        for task, labels in LAYOUTS[tasks].items()} if tasks != "halves"
+              else {task: list(labels) for task, labels in TASKS.items()},  # as recorded before layouts existed
+              "per_class": counts(train_per_class, test_per_class, tasks)}
     if out.exists():
         return check_prepared(out, wanted)
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)  # what an interrupted preparation left
-    origin = write_tasks(partial, wanted["per_class"], archive, download_root or out.parent.resolve() / "download")
+    origin = write_tasks(partial, tasks, wanted["per_class"], archive,
+                         download_root or out.parent.resolve() / "download")
     util.write_json(partial / STAMP, {**wanted, "origin": origin})
     os.replace(partial, out)
     return {**wanted, "origin": origin}
@@ -79,7 +136,10 @@ def check_prepared(out, wanted):
                              f"remove it or choose another folder")
     recorded = json.loads(stamp.read_text())
     if {key: recorded.get(key) for key in wanted} != wanted:
-        raise util.UserError(f"{out} holds {describe(recorded['per_class'])}, not {describe(wanted['per_class'])}; "
+        held, asked = describe(recorded["per_class"]), describe(wanted["per_class"])
+        if recorded.get("tasks") != wanted["tasks"]:
+            held, asked = f"other tasks ({held})", f"these tasks ({asked})"
+        raise util.UserError(f"{out} holds {held}, not {asked}; "
                              f"use another study folder or remove {out} (and the runs trained on it)")
     return recorded
 
@@ -88,28 +148,44 @@ def describe(per_class):
     return f"{per_class['train']} train and {per_class['test']} test images per class"
 
 
-def write_tasks(destination, per_class, archive, download_root):
-    """Write both tasks into `destination`; returns where the images came from."""
+def write_tasks(destination, tasks, per_class, archive, download_root):
+    """Write both tasks of layout `tasks` into `destination`; returns where the images came from."""
+    layout, share = LAYOUTS[tasks], 2 if shares_classes(tasks) else 1
+    wanted = {split: share * n for split, n in per_class.items()}  # of each class, both tasks together
     archive = find_archive(archive)
     if archive is not None:
-        everything = extract(archive, destination / "all", CLASSES, per_class["train"], per_class["test"])  # one pass
-        for task, classes in TASKS.items():
-            for split in ("train", "test"):
-                (destination / task / split).mkdir(parents=True)
-                for name in classes:
-                    os.replace(everything / split / name, destination / task / split / name)
+        everything = extract(archive, destination / "all", CLASSES, wanted["train"], wanted["test"])  # one pass
+        by_class = {(split, name): sorted((everything / split / name).iterdir()) for split in wanted for name in CLASSES}
+        origin = f"archive {archive}"
+    else:
+        by_class, origin = {}, f"CIFAR-10 download in {download_root}"
+        for split in wanted:
+            images, labels = download(download_root, split)
+            for name in CLASSES:
+                by_class[split, name] = [(f"{number:04d}.png", images[index]) for number, index in
+                                         enumerate(np.flatnonzero(labels == CLASSES.index(name))[:wanted[split]])]
+    for (split, name), images in by_class.items():
+        n = per_class[split]
+        takers = [task for task in layout if name in classes_of(layout[task])]
+        for slot, task in enumerate(takers):  # the source task first: its images are the lowest-numbered
+            label = next(label for label, members in layout[task].items() if name in members)
+            folder = destination / task / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            prefix = "" if layout[task][label] == (name,) else f"{name}_"
+            for image in images[slot * n:(slot + 1) * n]:
+                write_image(image, folder, prefix)
+    if archive is not None:
         shutil.rmtree(everything)
-        return f"archive {archive}"
-    for split in ("train", "test"):
-        images, labels = download(download_root, split)
-        for task, classes in TASKS.items():
-            for name in classes:
-                folder = destination / task / split / name
-                folder.mkdir(parents=True, exist_ok=True)
-                chosen = np.flatnonzero(labels == CLASSES.index(name))[:per_class[split]]
-                for number, index in enumerate(chosen):
-                    Image.fromarray(images[index]).save(folder / f"{number:04d}.png")
-    return f"CIFAR-10 download in {download_root}"
+    return origin
+
+
+def write_image(image, folder, prefix):
+    """A file extracted from the archive is moved; a downloaded array is written as PNG."""
+    if isinstance(image, Path):
+        os.replace(image, folder / f"{prefix}{image.name}")
+    else:
+        name, pixels = image
+        Image.fromarray(pixels).save(folder / f"{prefix}{name}")
 
 
 def find_archive(archive):
@@ -136,13 +212,14 @@ def parse_args(argv):
     parser.add_argument("--train_per_class", type=per_class, default=500, help="training images per class, or all")
     parser.add_argument("--test_per_class", type=per_class, default=200, help="test images per class, or all")
     parser.add_argument("--archive", help="CIFAR-10 JPEG archive (default: STUDY_ARCHIVE, then " + str(ARCHIVE) + ")")
+    parser.add_argument("--tasks", default="halves", choices=LAYOUTS, help="how CIFAR-10 becomes the two tasks")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     def run():
         args = parse_args(argv)
-        done = prepare(args.out, args.train_per_class, args.test_per_class, args.archive)
+        done = prepare(args.out, args.train_per_class, args.test_per_class, args.archive, tasks=args.tasks)
         print(f"data: {args.out}/{{source,target}}, {describe(done['per_class'])}, from {done['origin']}")
     return util.run_main(run)
 

@@ -2,21 +2,26 @@
 
     python scripts/study_report.py --group vanilla RUN [RUN ...] --group CTC RUN [RUN ...] [--out PREFIX]
 
-A group is one method trained with several seeds. Reads only each run's metrics.csv and
-its results files (transfer_<target>_{train_bn,adabn}.jsonl, mine_{xt,ty}_<data set>.jsonl
-and, when present, the held-out protocol's mine_{xt,ty}_<data set>_heldout.jsonl) and writes:
+A group is one method trained with several seeds, its runs listed in seed order (the same
+order in every group: CTC and vanilla are compared seed by seed). Reads only each run's
+metrics.csv and its results files (transfer_<target>_{train_bn,adabn}.jsonl,
+mine_{xt,ty}_<data set>[_heldout].jsonl, geometry_<data set>.jsonl) and writes:
 
-- PREFIX.md: per method the mean [min, max] over seeds, then per run, of the best and last
-  source test accuracy, the best transfer accuracy and its epoch, the transfer accuracy at
-  the last checkpoint, the drop between them and how much source accuracy still rose after
-  the transfer peak; and what each MINE series did from the first checkpoint through the
-  transfer peak to the last one; the peak of each method's mean transfer curve over seeds and
-  the drop from it to the last checkpoint with its standard error over seeds; the mean
-  source and transfer accuracy at every checkpoint.
-- PREFIX_tradeoff.png: source accuracy, transfer accuracy (both probes) and every MINE
-  series against epoch, a line for the mean over seeds and a band from min to max.
-- PREFIX_infoplane.png: I(T;Y) against I(X;T), one trajectory per run, points coloured by
-  epoch; held-out estimates where every run has them, else the reference protocol's.
+- PREFIX.md, every statistic fixed in advance (scripts/study_statistics.py):
+  per probe and method, the late drop of the transfer accuracy (middle third of the
+  checkpoints minus the last third, per seed, a 95% t interval over seeds, whether a fall is
+  declared, the smallest window difference the seeds could detect, the checkpoint noise) for
+  the paper's number (the best test accuracy over the probe's epochs) and the probe's last
+  epoch side by side, the source accuracy over the same windows, and the cross-fitted peak
+  drop; CTC against vanilla paired by seed at vanilla's last epoch and at each run's end;
+  MINE and geometry.py's series at the first checkpoint, the end of the middle third and the
+  last checkpoint, with every checkpoint whose MINE I(X;T) reads below its I(T;Y) flagged as a
+  data-processing violation; the mean accuracies at every checkpoint.
+- PREFIX_tradeoff.png: source accuracy, transfer accuracy (both probes), MINE series and the
+  geometry against epoch, a line for the mean over seeds and a band from min to max, the two
+  windows of the late drop shaded.
+- PREFIX_infoplane.png: I(T_s;Y) against I(X;T_s) (geometry.py, noise SHOWN_NOISE) where every run
+  has them, else MINE's I(T;Y) against I(X;T) (held-out estimates where every run has them).
 """
 import math
 import sys
@@ -27,30 +32,41 @@ import matplotlib
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util  # noqa: E402
+from helper.geometry.report import MEASURES, information_at  # noqa: E402
+from helper.geometry.report import results_file_name as geometry_file_name  # noqa: E402
 from helper.mine.report import NAMES as MODES  # noqa: E402
 from helper.mine.report import PROTOCOLS as MINE_PROTOCOLS  # noqa: E402
 from helper.mine.report import results_file_name  # noqa: E402
 from helper.run import resolve_run_folder  # noqa: E402
 from helper.transfer import probe_name  # noqa: E402
-from scripts.plot_tradeoff import best, read, save_png, series  # noqa: E402
+from scripts import study_statistics as statistics  # noqa: E402
+from scripts.plot_tradeoff import SHOWN_NOISE, read, save_png, series  # noqa: E402
 
 PROBES = ("train_bn", "adabn")  # train_bn: the paper's protocol, the table's first
+PROBE_NUMBERS = {"best": ("best_acc", "best test accuracy over the probe's epochs (the paper's number)"),
+                 "last": ("final_acc", "test accuracy after the probe's last epoch")}
 TASKS = ("source", "target")
 METHOD_STYLE = [("C0", "o"), ("C3", "s"), ("C2", "^"), ("C4", "D")]  # colour and marker per group
 MINE_LINE = {"reference": "-", "heldout": "--"}
+INFORMATION = {"i_xt": "I(X;T_s)", "i_ty": "I(T_s;Y)"}
 
 
 @dataclass
 class StudyRun:
     name: str
     method: str
-    source_acc: dict                             # epoch -> source test top-1 (%), every epoch of metrics.csv
-    transfer: dict = field(default_factory=dict)  # probe -> {epoch: best target test accuracy (%)}
+    source_acc: dict                              # epoch -> source test top-1 (%), every epoch of metrics.csv
+    transfer: dict = field(default_factory=dict)  # (probe, number) -> {epoch: target test accuracy (%)}
     mine: dict = field(default_factory=dict)      # (mode, task, MINE protocol) -> {epoch: estimate (nats)}
+    geometry: dict = field(default_factory=dict)  # (task, key) -> {epoch: value}; key a measure or (i_xt|i_ty, noise)
+
+    def curve(self, probe, number="best"):
+        return self.transfer.get((probe, number), {})
 
 
 def load_run(folder, method, tags):
@@ -58,184 +74,228 @@ def load_run(folder, method, tags):
     run = StudyRun(folder.name, method, series(util.read_csv(folder / "metrics.csv"), "test_top1"))
     for probe in PROBES:
         rows = read(folder / f"transfer_{probe_name(tags['target'], probe, False)}.jsonl")
-        if rows:
-            run.transfer[probe] = {epoch: 100 * acc for epoch, acc in series(rows, "best_acc").items()}
+        for number, (key, _) in PROBE_NUMBERS.items():
+            values = {epoch: 100 * acc for epoch, acc in series(rows, key).items()}
+            if values:
+                run.transfer[probe, number] = values
     for mode in MODES:
         for task in TASKS:
             for protocol in MINE_PROTOCOLS:
                 values = series(read(folder / results_file_name(mode, tags[task], protocol)), "estimate")
                 if values:
                     run.mine[mode, task, protocol] = values
-    if not (run.source_acc or run.transfer or run.mine):
+    for task in TASKS:
+        rows = read(folder / geometry_file_name(tags[task]))
+        for key in MEASURES:
+            if values := series(rows, key):
+                run.geometry[task, key] = values
+        for noise in sorted({level.get("noise") for row in rows for level in row.get("information", [])}):
+            at_noise = [{"epoch": row.get("epoch"), **(information_at(row, noise) or {})} for row in rows]
+            for key in INFORMATION:
+                if values := series(at_noise, key):
+                    run.geometry[task, (key, noise)] = values
+    if not (run.source_acc or run.transfer or run.mine or run.geometry):
         raise util.UserError(f"{folder} holds no metrics.csv or results files of the study")
     return run
 
 
 # --------------------------------------------------------------------------- numbers
 
-def run_numbers(run, probe):
-    """The table's numbers for one run and probe (accuracies in %, epochs); None without data."""
-    transfer = run.transfer.get(probe)
-    if not run.source_acc or not transfer:
+def common_epochs(values_list):
+    """The epochs every series has, in order: a seed still being analysed never pairs one seed's
+    epoch 6 with another's epoch 4."""
+    sets = [set(values) for values in values_list if values]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def aligned(runs, get):
+    """(epochs, [per-run list of values on those epochs]) of the runs that have the series."""
+    found = [get(run) for run in runs if get(run)]
+    epochs = common_epochs(found)
+    return epochs, [[values[epoch] for epoch in epochs] for values in found]
+
+
+def late_drop_numbers(runs, get):
+    """The late drop of one series over a method's seeds, or None with fewer than 3 checkpoints."""
+    epochs, curves = aligned(runs, get)
+    if len(epochs) < 3:
         return None
-    peak_epoch, peak = best(transfer)
-    last_epoch, last = max(transfer.items())
-    best_source_epoch, best_source = best(run.source_acc)
-    last_source = run.source_acc[max(run.source_acc)]
-    at_peak = run.source_acc.get(peak_epoch)
-    return {"best_source": best_source, "best_source_epoch": best_source_epoch, "last_source": last_source,
-            "best_transfer": peak, "peak_epoch": peak_epoch, "last_transfer": last, "last_epoch": last_epoch,
-            "drop": peak - last, "source_gain_after_peak": None if at_peak is None else last_source - at_peak}
+    middle, last = statistics.windows(len(epochs))
+    drop = statistics.late_drop(curves)
+    return {"epochs": epochs, "middle": [epochs[i] for i in middle], "last": [epochs[i] for i in last],
+            "drop": drop, "noise": statistics.checkpoint_noise(curves),
+            "detectable": statistics.detectable_difference(drop.stderr, drop.seeds),
+            "crossfit": statistics.crossfit_drop(curves)}
 
 
-def table_numbers(groups, probe):
-    """{method: {"runs": {run: numbers}, "mean"/"min"/"max": {number: value over the seeds}}}:
-    every number the table prints, so that a test can recompute them from the files."""
-    table = {}
-    for method, runs in groups.items():
-        per_run = {run.name: numbers for run in runs if (numbers := run_numbers(run, probe))}
-        stats = {"runs": per_run, "mean": {}, "min": {}, "max": {}}
-        for key in next(iter(per_run.values()), {}):
-            values = [numbers[key] for numbers in per_run.values() if numbers[key] is not None]
-            if values:
-                stats["mean"][key] = sum(values) / len(values)
-                stats["min"][key], stats["max"][key] = min(values), max(values)
-        table[method] = stats
-    return table
+def source_window_change(runs, epochs_middle, epochs_last):
+    """How the source test accuracy moved between the late drop's windows: last minus middle mean, per seed."""
+    values = [sum(run.source_acc[e] for e in epochs_last) / len(epochs_last)
+              - sum(run.source_acc[e] for e in epochs_middle) / len(epochs_middle)
+              for run in runs if all(e in run.source_acc for e in epochs_middle + epochs_last)]
+    return statistics.t_interval(values) if values else None
 
 
-def mean_and_stderr(values):
-    """(mean, standard error of the mean) of a list; the error is None for fewer than 2 values."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    variance = sum((value - mean) ** 2 for value in values) / (len(values) - 1)
-    return mean, math.sqrt(variance / len(values))
+def interval_text(interval, digits=2):
+    if interval.seeds < 2:
+        return f"{interval.mean:+.{digits}f} (one seed: no interval)"
+    return (f"{interval.mean:+.{digits}f} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}] "
+            f"(95% interval over {interval.seeds} seeds)")
 
 
-def mean_curve(runs, probe):
-    """The peak of a method's mean transfer curve over seeds, on the epochs every seed has, and
-    the drop from it to the last checkpoint with its standard error over seeds (from each seed's
-    own difference between those two epochs). A run's own peak is the maximum of many noisy
-    values and overstates its drop; the mean curve's peak is chosen once for all seeds."""
-    curves = [run.transfer[probe] for run in runs if run.transfer.get(probe)]
-    epochs = sorted(set.intersection(*(set(curve) for curve in curves))) if curves else []
-    if not epochs:
-        return None
-    means = {epoch: mean_of([curve[epoch] for curve in curves]) for epoch in epochs}
-    peak_epoch, peak = best(means)
-    drop, stderr = mean_and_stderr([curve[peak_epoch] - curve[epochs[-1]] for curve in curves])
-    return {"seeds": len(curves), "peak_epoch": peak_epoch, "peak": peak, "last_epoch": epochs[-1],
-            "last": means[epochs[-1]], "drop": drop, "drop_stderr": stderr}
-
-
-def mine_numbers(run, key):
-    """(first, at the train_bn transfer peak, last) estimate of one MINE series; None where missing."""
-    values = run.mine.get(key)
-    if not values:
-        return None
-    numbers = run_numbers(run, PROBES[0])
-    at_peak = values.get(numbers["peak_epoch"]) if numbers else None
-    return values[min(values)], at_peak, values[max(values)]
+def window_text(epochs):
+    return f"epochs {epochs[0]}-{epochs[-1]}" if len(epochs) > 1 else f"epoch {epochs[0]}"
 
 
 # --------------------------------------------------------------------------- markdown
 
-COLUMNS = [("best_source", "best source acc (%)"), ("last_source", "last source acc (%)"),
-           ("best_transfer", "best transfer acc (%)"), ("peak_epoch", "transfer peak epoch"),
-           ("last_transfer", "transfer acc at last checkpoint (%)"), ("drop", "drop peak to last (pp)"),
-           ("source_gain_after_peak", "source acc gained after the peak (pp)")]
+def drop_markdown(groups, probe):
+    lines = [f"### Late drop of the transfer accuracy, probe {probe}"
+             + (" (the paper's protocol)" if probe == "train_bn" else " (BatchNorm re-estimated on the target)"), "",
+             "Mean over the middle third of the checkpoints minus the mean over the last third, per seed (a "
+             "positive value is a fall); a fall is declared when the 95% interval lies above zero.", "",
+             "| method | probe number | middle window | last window | late drop (pp) | fall declared | "
+             "smallest detectable (pp, 80% power) | checkpoint noise (pp) | source acc change (pp) | "
+             "cross-fitted peak drop (pp) |", "|---|---|---|---|---|---|---:|---:|---|---|"]
+    found = False
+    for method, runs in groups.items():
+        for number in PROBE_NUMBERS:
+            numbers = late_drop_numbers(runs, lambda run: run.curve(probe, number))
+            if numbers is None:
+                continue
+            found = True
+            drop, source = numbers["drop"], source_window_change(runs, numbers["middle"], numbers["last"])
+            noise = "-" if numbers["noise"] is None else f"{numbers['noise']:.2f}"
+            crossfit = "-" if numbers["crossfit"] is None else interval_text(numbers["crossfit"])
+            lines.append(f"| {method} | {number} | {window_text(numbers['middle'])} | {window_text(numbers['last'])} "
+                         f"| {interval_text(drop)} | {'yes' if drop.falls else 'no'} | "
+                         f"{numbers['detectable']:.2f} | {noise} | "
+                         f"{'-' if source is None else interval_text(source)} | {crossfit} |")
+    if not found:
+        return []
+    return lines + ["", "Probe numbers: " + "; ".join(f"{number}: {text}" for number, (_, text)
+                                                      in PROBE_NUMBERS.items()) + ". Source acc change: the source "
+                    "test accuracy over the last window minus the middle one (positive: still rising). Cross-fitted "
+                    "peak drop: each seed's drop to the last checkpoint from the peak of the other half's mean curve "
+                    "(secondary).", ""]
 
 
-def cell(stats, key):
-    if key not in stats["mean"]:
-        return "-"
-    mean, low, high = stats["mean"][key], stats["min"][key], stats["max"][key]
-    digits = 1 if key == "peak_epoch" else 2
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+def seed_pairs(groups):
+    """[(vanilla runs, other method's runs, other method)] paired by position (seed order)."""
+    methods = list(groups)
+    if len(methods) < 2:
+        return []
+    first = methods[0]
+    return [(groups[first], groups[other], other) for other in methods[1:]]
 
 
-def run_cell(numbers, key):
-    value = numbers[key]
-    if value is None:
-        return "-"
-    return str(value) if key.endswith("epoch") else f"{value:.2f}"
-
-
-def markdown(groups, probe):
-    table = table_numbers(groups, probe)
-    heading = "the paper's protocol" if probe == "train_bn" else "BatchNorm re-estimated on the target"
-    lines = [f"### Transfer to the target task: probe {probe} ({heading})", "",
-             "Per method: mean [min, max] over seeds.", "",
-             "| method | seeds | " + " | ".join(title for _, title in COLUMNS) + " |",
-             "|---|---:|" + "---:|" * len(COLUMNS)]
-    for method, stats in table.items():
-        lines.append(f"| {method} | {len(stats['runs'])} | " + " | ".join(cell(stats, key) for key, _ in COLUMNS) + " |")
-    lines += ["", "| run | " + " | ".join(title for _, title in COLUMNS) + " | last checkpoint epoch |",
-              "|---|" + "---:|" * (len(COLUMNS) + 1)]
-    for stats in table.values():
-        for name, numbers in stats["runs"].items():
-            lines.append(f"| {name} | " + " | ".join(run_cell(numbers, key) for key, _ in COLUMNS)
-                         + f" | {numbers['last_epoch']} |")
-    lines += ["", *comparison(table), *mean_curve_lines(groups, probe), ""]
+def comparison_markdown(groups):
+    """Each other method against the first, paired by seed: at the first method's last epoch, and
+    each run at its own end."""
+    lines = []
+    for base_runs, other_runs, other in seed_pairs(groups):
+        base = list(groups)[0]
+        pairs = list(zip(base_runs, other_runs))
+        rows = []
+        for label, get in [("source test acc", lambda run: run.source_acc)] + [
+                (f"transfer {probe} ({number})", lambda run, p=probe, n=number: run.curve(p, n))
+                for probe in PROBES for number in PROBE_NUMBERS]:
+            usable = [(a, b) for a, b in pairs if get(a) and get(b)]
+            if not usable:
+                continue
+            at = min(max(get(a)) for a, _ in usable)  # the first method's last epoch
+            equal = [(get(a)[at], get(b)[at]) for a, b in usable if at in get(b)]
+            ends = [(get(a)[max(get(a))], get(b)[max(get(b))]) for a, b in usable]
+            cells = [interval_text(statistics.paired_difference(*zip(*equal))) if equal else "-",
+                     interval_text(statistics.paired_difference(*zip(*ends)))]
+            rows.append(f"| {label} | {at} | " + " | ".join(cells) + " |")
+        if rows:
+            lines += [f"### {other} minus {base}, paired by seed (pp)", "",
+                      f"| series | {base}'s last epoch | at that epoch | each run at its end |", "|---|---:|---|---|",
+                      *rows, ""]
     return lines
 
 
-def mean_curve_lines(groups, probe):
-    lines = []
-    for method, runs in groups.items():
-        curve = mean_curve(runs, probe)
-        if curve is None:
-            continue
-        error = "" if curve["drop_stderr"] is None else f" +- {curve['drop_stderr']:.2f}"
-        lines.append(f"Mean curve over the {curve['seeds']} {method} seeds: peak {curve['peak']:.2f}% at epoch "
-                     f"{curve['peak_epoch']}, {curve['last']:.2f}% at the last checkpoint (epoch "
-                     f"{curve['last_epoch']}): drop {curve['drop']:.2f}{error} pp (standard error over seeds "
-                     f"of each seed's difference between those epochs).")
-    return [""] + lines if lines else []
+def markers(runs, get):
+    """(first epoch, last epoch of the middle window, last epoch) of a series every run has, or None."""
+    epochs, _ = aligned(runs, get)
+    if len(epochs) < 3:
+        return None
+    middle, _ = statistics.windows(len(epochs))
+    return epochs[0], epochs[middle[-1]], epochs[-1]
 
 
-def comparison(table):
-    """The last transfer accuracy of each method against the first, next to the seeds' spread."""
-    methods = [method for method, stats in table.items() if "last_transfer" in stats["mean"]]
-    if len(methods) < 2:
-        return []
-    first, spread = methods[0], {m: table[m]["max"]["last_transfer"] - table[m]["min"]["last_transfer"]
-                                 for m in methods}
-    return [f"Transfer accuracy at the last checkpoint, {other} minus {first}: "
-            f"{table[other]['mean']['last_transfer'] - table[first]['mean']['last_transfer']:+.2f} pp "
-            f"(spread between seeds, max minus min: {first} {spread[first]:.2f} pp, {other} {spread[other]:.2f} pp)."
-            for other in methods[1:]]
+def trajectory_cell(runs, get, digits=3):
+    """'first -> end of middle third -> last', means over seeds."""
+    marks = markers(runs, get)
+    if marks is None:
+        return "-"
+    means = [mean_of([get(run)[epoch] for run in runs if get(run)]) for epoch in marks]
+    return " -> ".join(f"{value:.{digits}f}" for value in means) + f" (epochs {marks[0]}, {marks[1]}, {marks[2]})"
+
+
+def mean_of(values):
+    return sum(values) / len(values)
+
+
+def dpi_violations(runs, task, protocol):
+    """(checkpoints where MINE's I(X;T) < I(T;Y) on the task's images, checkpoints with both)."""
+    below = total = 0
+    for run in runs:
+        xt, ty = run.mine.get(("xt", task, protocol), {}), run.mine.get(("ty", task, protocol), {})
+        for epoch in set(xt) & set(ty):
+            total += 1
+            below += xt[epoch] < ty[epoch]
+    return below, total
 
 
 def mine_markdown(groups):
     keys = sorted({key for runs in groups.values() for run in runs for key in run.mine},
                   key=lambda k: (k[0] != "xt", TASKS.index(k[1]), MINE_PROTOCOLS.index(k[2])))
     if not keys:
-        return ["### MINE", "", "No MINE results.", ""]
-    lines = ["### MINE estimates (nats): first checkpoint -> transfer peak (train_bn) -> last checkpoint", "",
+        return []
+    lines = ["### MINE estimates (nats): first checkpoint -> end of the middle third -> last checkpoint", "",
              "Mean over seeds.", "", "| series | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     for key in keys:
-        cells = []
-        for runs in groups.values():
-            found = [numbers for run in runs if (numbers := mine_numbers(run, key))]
-            means = [mean_of(position) for position in zip(*found)] if found else []
-            cells.append(" -> ".join("-" if value is None else f"{value:.3f}" for value in means) or "-")
         mode, task, protocol = key
+        cells = [trajectory_cell(runs, lambda run: run.mine.get(key, {})) for runs in groups.values()]
         lines.append(f"| {MODES[mode]} on {task} test images, {protocol} protocol | " + " | ".join(cells) + " |")
+    lines += ["", "Data-processing check (T is computed from X, so I(X;T) >= I(T;Y) on the same images):"]
+    for method, runs in groups.items():
+        for task in TASKS:
+            for protocol in MINE_PROTOCOLS:
+                below, total = dpi_violations(runs, task, protocol)
+                if total:
+                    verdict = (f"**I(X;T) below I(T;Y) at {below} of {total} checkpoints: violates the "
+                               f"data-processing inequality; these I(X;T) values are loose lower bounds, not "
+                               f"compression**" if below else f"I(X;T) >= I(T;Y) at all {total} checkpoints")
+                    lines.append(f"- {method}, {task} test images, MINE {protocol} protocol: {verdict}.")
     return lines + [""]
 
 
-def mean_of(values):
-    values = [value for value in values if value is not None]
-    return sum(values) / len(values) if values else None
+def geometry_markdown(groups):
+    keys = sorted({key for runs in groups.values() for run in runs for key in run.geometry},
+                  key=lambda k: (TASKS.index(k[0]), isinstance(k[1], tuple), str(k[1])))
+    if not keys:
+        return []
+    lines = ["### Geometry of the features and noisy-feature information (geometry.py): first checkpoint -> end "
+             "of the middle third -> last checkpoint", "",
+             "Mean over seeds. I(X;T_s), I(T_s;Y) in nats at noise s relative to the features' scale.", "",
+             "| series | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+    for key in keys:
+        task, what = key
+        name = (f"{INFORMATION[what[0]]}, s = {what[1]:g}" if isinstance(what, tuple) else MEASURES[what])
+        cells = [trajectory_cell(runs, lambda run: run.geometry.get(key, {})) for runs in groups.values()]
+        lines.append(f"| {name} on {task} test images | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def checkpoint_markdown(groups):
     """Mean source and transfer accuracy over seeds at every checkpoint, with its standard error."""
     columns = [(f"{method} {name}", runs, get) for method, runs in groups.items()
                for name, get in [("source", lambda run: run.source_acc)]
-               + [(probe, lambda run, probe=probe: run.transfer.get(probe, {})) for probe in PROBES]
+               + [(f"{probe} {number}", lambda run, p=probe, n=number: run.curve(p, n))
+                  for probe in PROBES for number in PROBE_NUMBERS]
                if any(get(run) for run in runs)]
     epochs = sorted({epoch for runs in groups.values() for run in runs for values in run.transfer.values()
                      for epoch in values})
@@ -247,18 +307,22 @@ def checkpoint_markdown(groups):
         cells = []
         for _, runs, get in columns:
             values = [get(run)[epoch] for run in runs if epoch in get(run)]
-            mean, stderr = mean_and_stderr(values) if values else (None, None)
-            cells.append("-" if mean is None else f"{mean:.2f}" + ("" if stderr is None else f" +- {stderr:.2f}"))
+            if not values:
+                cells.append("-")
+                continue
+            interval = statistics.t_interval(values)
+            cells.append(f"{interval.mean:.2f}" + ("" if interval.seeds < 2 else f" +- {interval.stderr:.2f}"))
         lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
-def report_markdown(groups):
-    lines = ["## Real-photograph study: CIFAR-10 airplane/automobile/bird/cat/deer -> dog/frog/horse/ship/truck", ""]
+def report_markdown(groups, title):
+    lines = [f"## {title}", "", "Runs: " + "; ".join(f"{method}: {', '.join(run.name for run in runs)}"
+                                                    for method, runs in groups.items()), ""]
     for probe in PROBES:
-        if any(probe in run.transfer for runs in groups.values() for run in runs):
-            lines += markdown(groups, probe)
-    return "\n".join(lines + mine_markdown(groups) + checkpoint_markdown(groups))
+        lines += drop_markdown(groups, probe)
+    return "\n".join(lines + comparison_markdown(groups) + mine_markdown(groups) + geometry_markdown(groups)
+                     + checkpoint_markdown(groups))
 
 
 # --------------------------------------------------------------------------- figures
@@ -271,23 +335,32 @@ def band(series_list):
 
 
 def panels(groups):
-    """(title, y label, [(legend suffix, line style, getter)]) of every panel some run has data for."""
-    found = [("Source test accuracy", "top-1 (%)", [("", "-", lambda run: run.source_acc)])]
+    """(title, y label, [(legend suffix, line style, getter)], shade windows) of every panel some run has data for."""
+    found = [("Source test accuracy", "top-1 (%)", [("", "-", lambda run: run.source_acc)], False)]
     for probe in PROBES:
         found.append((f"Transfer to the target ({probe})", "linear-probe acc (%)",
-                      [("", "-", lambda run, probe=probe: run.transfer.get(probe, {}))]))
+                      [(f" ({number})", "-" if number == "best" else ":",
+                        lambda run, p=probe, n=number: run.curve(p, n)) for number in PROBE_NUMBERS], True))
     for mode in MODES:
         for task in TASKS:
-            found.append((f"{MODES[mode]} on {task} test images", "MINE estimate (nats)",
+            found.append((f"MINE {MODES[mode]} on {task} test images", "MINE estimate (nats)",
                           [(f" ({protocol} MINE)", MINE_LINE[protocol],
                             lambda run, key=(mode, task, protocol): run.mine.get(key, {}))
-                           for protocol in MINE_PROTOCOLS]))
+                           for protocol in MINE_PROTOCOLS], False))
+    for task in TASKS:
+        for key in ("nc1", "effective_rank"):
+            found.append((f"{MEASURES[key]} on {task} test images", MEASURES[key],
+                          [("", "-", lambda run, k=(task, key): run.geometry.get(k, {}))], False))
+        found.append((f"I(X;T_s) (-) and I(T_s;Y) (--) on {task}, s = {SHOWN_NOISE:g}", "nats (noisy features)",
+                      [(f" {INFORMATION[key]}", "-" if key == "i_xt" else "--",
+                        lambda run, k=(task, (key, SHOWN_NOISE)): run.geometry.get(k, {})) for key in INFORMATION],
+                      False))
     runs = [run for group in groups.values() for run in group]
     shown = []
-    for title, ylabel, lines in found:
+    for title, ylabel, lines, shade in found:
         lines = [line for line in lines if any(line[2](run) for run in runs)]
         if lines:
-            shown.append((title, ylabel, lines))
+            shown.append((title, ylabel, lines, shade))
     return shown
 
 
@@ -296,10 +369,13 @@ def draw_tradeoff(groups, path):
     columns = 3
     rows = math.ceil(len(shown) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False, layout="constrained")
-    # Each method's peak of the mean train_bn curve: a star there, a dotted line in the other panels.
-    # Where the table's mean curve peaks (over the epochs every seed has): the star marks that value.
-    peaks = {method: curve for method, runs in groups.items() if (curve := mean_curve(runs, PROBES[0]))}
-    for ax, (title, ylabel, lines) in zip(axes.flat, shown):
+    first = next(iter(groups.values()))
+    windows = late_drop_numbers(first, lambda run: run.curve(PROBES[0])) or late_drop_numbers(
+        first, lambda run: run.curve(PROBES[1]))
+    for ax, (title, ylabel, lines, shade) in zip(axes.flat, shown):
+        if shade and windows:
+            for epochs, color in ((windows["middle"], "0.85"), (windows["last"], "0.7")):
+                ax.axvspan(epochs[0], epochs[-1], color=color, alpha=0.5, linewidth=0)
         for (method, runs), (color, _) in zip(groups.items(), METHOD_STYLE):
             for _, style, get in lines:
                 values = [get(run) for run in runs if get(run)]
@@ -308,76 +384,81 @@ def draw_tradeoff(groups, path):
                 epochs, mean, low, high = band(values)
                 ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
                 ax.plot(epochs, mean, style, color=color, marker="o", markersize=2.5)
-                if method in peaks and title.startswith("Transfer") and PROBES[0] in title:
-                    ax.plot([peaks[method]["peak_epoch"]], [peaks[method]["peak"]], marker="*", markersize=14,
-                            color=color, markeredgecolor="black", linestyle="none")
-                elif method in peaks:
-                    ax.axvline(peaks[method]["peak_epoch"], color=color, linewidth=0.8, linestyle=":")
         ax.set(title=title, xlabel="training epoch", ylabel=ylabel)
+        if title.startswith("NC1"):
+            ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(shown):]:
         ax.remove()
     handles = [Line2D([], [], color=color, marker="o", markersize=3) for (color, _), _ in zip(METHOD_STYLE, groups)]
     labels = list(groups)
+    handles += [Line2D([], [], color="black", linestyle=":")]
+    labels += ["probe's last epoch (solid: best epoch, the paper's number)"]
     for protocol in sorted({key[2] for runs in groups.values() for run in runs for key in run.mine},
                            key=MINE_PROTOCOLS.index):
         handles.append(Line2D([], [], color="black", linestyle=MINE_LINE[protocol]))
         labels.append(f"MINE, {protocol} protocol")
-    if peaks:
-        handles.append(Line2D([], [], color="white", marker="*", markersize=12, markeredgecolor="black"))
-        labels.append(f"peak of the mean {PROBES[0]} transfer (dotted line in the other panels)")
+    if windows:
+        handles += [Patch(color="0.85"), Patch(color="0.7")]
+        labels += [f"late drop: middle window ({window_text(windows['middle'])})",
+                   f"last window ({window_text(windows['last'])})"]
     seeds = " and ".join(f"{len(runs)} {method}" for method, runs in groups.items())
     fig.suptitle(f"Real photographs: mean over seeds ({seeds} runs), band from min to max")
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small")
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize="small")
     save_png(fig, path)
     plt.close(fig)
 
 
-def infoplane_protocol(runs, task):
-    """'heldout' when every run has held-out I(X;T) and I(T;Y) on the task's images, else
-    'reference' when some run has the reference pair, else None."""
-    def has(run, protocol):
-        return ("xt", task, protocol) in run.mine and ("ty", task, protocol) in run.mine
-    if all(has(run, "heldout") for run in runs):
-        return "heldout"
-    if any(has(run, "reference") for run in runs):
-        return "reference"
+def infoplane_source(runs, task):
+    """(x getter, y getter, label) of the information plane on the task's images: geometry.py's
+    I(X;T_s), I(T_s;Y) at SHOWN_NOISE where every run has them, else MINE's held-out estimates where
+    every run has them, else the reference protocol's where some run has them; None without any."""
+    def getters(xt_key, ty_key, store):
+        return (lambda run: getattr(run, store).get(xt_key, {}), lambda run: getattr(run, store).get(ty_key, {}))
+
+    candidates = [(*getters((task, ("i_xt", SHOWN_NOISE)), (task, ("i_ty", SHOWN_NOISE)), "geometry"),
+                   f"noisy features, s = {SHOWN_NOISE:g}", all)]
+    for protocol, every in (("heldout", all), ("reference", any)):
+        candidates.append((*getters(("xt", task, protocol), ("ty", task, protocol), "mine"),
+                           f"MINE {protocol} protocol", every))
+    for xt, ty, label, every in candidates:
+        if every(xt(run) and ty(run) for run in runs):
+            return xt, ty, label
     return None
 
 
 def draw_infoplane(groups, path):
-    """Returns the MINE protocol used per task, or {} when no run has MINE estimates."""
+    """Returns {task: what its panel shows}, {} when no run has information estimates."""
     runs = [run for group in groups.values() for run in group]
-    chosen = {task: protocol for task in TASKS if (protocol := infoplane_protocol(runs, task))}
+    chosen = {task: found for task in TASKS if (found := infoplane_source(runs, task))}
     if not chosen:
         return {}
-    epochs = [epoch for run in runs for values in run.mine.values() for epoch in values]
+    epochs = [epoch for run in runs for xt, _, _ in chosen.values() for epoch in xt(run)]
     norm = plt.Normalize(min(epochs), max(epochs))
     fig, axes = plt.subplots(1, len(chosen), figsize=(6 * len(chosen), 4.6), squeeze=False, layout="constrained")
-    for ax, (task, protocol) in zip(axes.flat, chosen.items()):
+    for ax, (task, (xt_of, ty_of, label)) in zip(axes.flat, chosen.items()):
         for (method, group), (color, marker) in zip(groups.items(), METHOD_STYLE):
             for run in group:
-                xt, ty = run.mine.get(("xt", task, protocol), {}), run.mine.get(("ty", task, protocol), {})
+                xt, ty = xt_of(run), ty_of(run)
                 common = sorted(set(xt) & set(ty))
                 if not common:
                     continue
                 x, y = [xt[e] for e in common], [ty[e] for e in common]
                 ax.plot(x, y, color=color, linewidth=0.8, alpha=0.6)
                 ax.scatter(x, y, c=common, cmap="viridis", norm=norm, marker=marker, s=28,
-                                    edgecolors=color, linewidths=0.8)
-        ax.set(title=f"{task} test images, MINE {protocol} protocol", xlabel="I(X;T) (nats)", ylabel="I(T;Y) (nats)")
+                           edgecolors=color, linewidths=0.8)
+        ax.set(title=f"{task} test images, {label}", xlabel="I(X;T) (nats)", ylabel="I(T;Y) (nats)")
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.grid(alpha=0.3)
     bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes.ravel().tolist(), label="training epoch")
     bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.legend([Line2D([], [], color=color, marker=marker, linestyle="-") for (color, marker), _ in
                 zip(METHOD_STYLE, groups)], list(groups), loc="outside lower center", ncol=len(groups))
-    used = sorted(set(chosen.values()), key=MINE_PROTOCOLS.index)
-    fig.suptitle(f"Information plane, one trajectory per run (MINE {' and '.join(used)} protocol)")
+    fig.suptitle("Information plane, one trajectory per run")
     save_png(fig, path)
     plt.close(fig)
-    return chosen
+    return {task: label for task, (_, _, label) in chosen.items()}
 
 
 # --------------------------------------------------------------------------- main
@@ -385,11 +466,12 @@ def draw_infoplane(groups, path):
 def parse_args(argv):
     parser = util.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("METHOD", "RUN"),
-                        help="a method's label and its run folders (names under save/model/ or paths)")
+                        help="a method's label and its run folders in seed order (names under save/model/ or paths)")
     parser.add_argument("--out", default="report/real_study", help="writes PREFIX.md, PREFIX_tradeoff.png, "
                         "PREFIX_infoplane.png")
     parser.add_argument("--source_tag", default="folder-source", help="data set tag of the source task's files")
     parser.add_argument("--target_tag", default="folder-target", help="data set tag of the target task's files")
+    parser.add_argument("--title", default="Real-photograph study", help="the report's heading")
     args = parser.parse_args(argv)
     for group in args.group:
         if len(group) < 2:
@@ -401,16 +483,16 @@ def study_report(args):
     tags = {"source": args.source_tag, "target": args.target_tag}
     groups = {method: [load_run(resolve_run_folder(name), method, tags) for name in names]
               for method, *names in args.group}
-    text = report_markdown(groups)
+    text = report_markdown(groups, args.title)
     prefix = Path(args.out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     util.atomic_write_text(prefix.with_name(prefix.name + ".md"), text)
     draw_tradeoff(groups, prefix.with_name(prefix.name + "_tradeoff.png"))
     chosen = draw_infoplane(groups, prefix.with_name(prefix.name + "_infoplane.png"))
     print(text)
-    print(f"wrote {prefix}.md, {prefix}_tradeoff.png" + (f", {prefix}_infoplane.png (MINE protocol: "
-          + ", ".join(f"{task} {protocol}" for task, protocol in chosen.items()) + ")" if chosen
-          else " (no MINE results: no information plane)"))
+    print(f"wrote {prefix}.md, {prefix}_tradeoff.png" + (f", {prefix}_infoplane.png ("
+          + ", ".join(f"{task}: {label}" for task, label in chosen.items()) + ")" if chosen
+          else " (no information estimates: no information plane)"))
 
 
 def main(argv=None):
