@@ -116,7 +116,13 @@ def measure_checkpoints(args, device):
             print(f"error: {err}", file=sys.stderr, flush=True)
             failed.append(epoch)
             continue
-        information = noisy_information(features, labels.to(device), args.noise, seed=args.seed)
+        try:
+            information = noisy_information(features, labels.to(device), args.noise, seed=args.seed)
+        except ValueError:  # --noise is positive, so the features have no spread to scale the noise by
+            print(f"error: checkpoint {path} gives the same feature for every image measured (a dead or diverged "
+                  f"network?): nothing to measure", file=sys.stderr, flush=True)
+            failed.append(epoch)
+            continue
         row = {**recorded, "dataset": args.dataset, "epoch": epoch, "checkpoint": path.name,
                "images": len(labels), **measures(features, labels.to(device)),
                "information": [level.row() for level in information],
@@ -135,6 +141,8 @@ def evaluation_rows(args, info):
     images, labels = load_arrays(args.dataset, args.data_root, "test")
     labels = torch.as_tensor(labels)
     if args.rows is not None:
+        if args.rows < 2:
+            raise util.UserError("--rows must be at least 2: one image has no spread to measure")
         if args.rows > len(labels):
             raise util.UserError(f"--rows {args.rows} is more than the {len(labels)} evaluation images of "
                                  f"{args.dataset}")

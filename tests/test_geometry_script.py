@@ -223,8 +223,23 @@ def test_a_corrupt_checkpoint_is_named_the_others_still_measured_and_the_exit_is
     assert [row["epoch"] for row in read_results(results_file(workdir))] == [2, 6]
 
 
+def test_a_checkpoint_whose_features_are_all_equal_is_named_and_the_others_still_measured(workdir, capsys):
+    # Every weight zero: each convolution gives 0, each BatchNorm its bias 0, so every image's feature is 0.
+    path = checkpoint_path(workdir / "save" / "model" / RUN_NAME, 4)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["model"] = {key: torch.zeros_like(value) if value.is_floating_point() else value
+                           for key, value in checkpoint["model"].items()}
+    torch.save(checkpoint, path)
+    result = in_process(geometry.main, ARGS, capsys)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"{path.name} gives the same feature for every image measured" in result.stderr
+    assert "1 of 3 checkpoint(s) could not be measured (epochs 4" in result.stderr
+    assert [row["epoch"] for row in read_results(results_file(workdir))] == [2, 6]
+
+
 def test_bad_flags_end_in_one_line_each_and_write_nothing(workdir, capsys):
     for flags, message in ((["--noise", "-0.5"], "argument --noise: must be positive"),
+                           (["--rows", "1"], "--rows must be at least 2"),
                            (["--noise", "0.5", "0"], "argument --noise: must be positive"),
                            (["--rows", "0"], "argument --rows: must be positive"),
                            (["--rows", "121"], "--rows 121 is more than the 120 evaluation images of cinic10"),

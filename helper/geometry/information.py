@@ -32,6 +32,9 @@ I(T_s;Y) in expectation, and never above i_ty (adding the row's own term only ra
 `saturated` marks an I(X;T_s) above log(N) / 2: there the sample cannot resolve the features
 at this noise, I(X;T_s) reads low and I(T_s;Y) high. bench/BENCHMARKS.md has the calibration.
 
+Distances are float32 (TF32 on GPUs that use it): at noise far below the features' scale (s under
+about 0.05) the rounding of ||t_i||^2 + ||t_j||^2 - 2 <t_i, t_j> reaches the estimate.
+
 Distances are computed in blocks of rows, so memory stays at a few [block, N] matrices; the
 two matrix products per block (features and noise against all features) serve every noise level.
 """
@@ -90,6 +93,7 @@ def noisy_information(features, labels, noise_levels, relative=True, seed=0, blo
         raise ValueError(f"noise levels must be positive and the features not all equal (scale {scale})")
     z = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)).to(t.device)
     # Rows sorted by class, so that a block of one class's rows finds its class's columns in one slice.
+    with_labels = labels is not None  # one class is fine: I(T_s;Y) is then 0, as H(Y) is
     labels = torch.zeros(n, dtype=torch.long) if labels is None else torch.as_tensor(labels).cpu()
     order = torch.argsort(labels, stable=True)
     classes, counts = torch.unique_consecutive(labels[order], return_counts=True)
@@ -102,7 +106,7 @@ def noisy_information(features, labels, noise_levels, relative=True, seed=0, blo
     for first, last in zip([0] + bounds[:-1], bounds):
         for start in range(first, last, block_rows):
             rows = slice(start, min(start + block_rows, last))
-            block_terms(t, z, squared, rows, (first, last), sigmas, terms, with_labels=len(classes) > 1)
+            block_terms(t, z, squared, rows, (first, last), sigmas, terms, with_labels)
     results = []
     for s, sigma, found in zip(noise_levels, sigmas, terms):
         xt = torch.cat(found["xt"]).double()
