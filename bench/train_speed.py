@@ -63,14 +63,15 @@ def device_loader(images, labels, args, variant):
                         drop_last=True, with_index=variant != "plain", contrast=contrast)
 
 
-def make_method(kind, model, loader, n_data, precision, args):
+def make_method(kind, model, loader, n_data, precision, args, distribute=None):
+    """(training method, an epoch of its stage); `distribute` as TrainingSession.distribute."""
     if kind == "vanilla":
-        return CrossEntropyMethod(model, loader, 0.05, 5e-4, 240, 0.1), 1
+        return CrossEntropyMethod(distribute(model) if distribute else model, loader, 0.05, 5e-4, 240, 0.1), 1
     opts = SimpleNamespace(instance_dim=128, instance_t=0.1, instance_m=0.9, nce_k=args.nce_k, contrast_feat_dim=128,
                            nce_t=0.1, nce_m=0.9, train_projector=False, alpha=0.5, beta=1.0, stage_two_epoch=1,
                            epochs=2, learning_rate=0.05, stage_two_decay_rate=0.1, weight_decay=5e-4,
                            weight_decay_coef=2.0, update_memory_bank=False)
-    method = CTCMethod(model, lambda variant: loader, n_data, opts, precision)
+    method = CTCMethod(model, lambda variant: loader, n_data, opts, precision, distribute=distribute)
     if kind == "ctc2":
         method.end_epoch(1)   # freezes the info bank, as at the end of stage 1
         return method, 2
