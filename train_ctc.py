@@ -7,9 +7,12 @@
 
 Stage 1 (epochs 1..S): CE + alpha * instance discrimination against a memory bank.
 Stage 2: CE + beta * NCE between the model and a frozen copy of itself from epoch S.
-Checkpoints go to save/model/{model}_{dataset}_a:{alpha}_b:{beta}_{note}/.
+Checkpoints go to save/model/{model}_{dataset}_a:{alpha}_b:{beta}_{note}/. Several GPUs:
+torchrun --nproc_per_node N train_ctc.py ... (--batch_size stays the global batch; every
+process updates its memories with the whole global batch).
 """
 import util
+from dataset import smallest_contrast_pool, train_labels
 from helper.loops import CTCMethod
 from helper.run import ctc_run_name
 from helper.session import TrainingSession, add_training_arguments
@@ -49,21 +52,29 @@ def run_name(args):
     return ctc_run_name(args.model, args.dataset, args.alpha, args.beta, args.note)
 
 
+def warn_if_negatives_repeat(labels, nce_k):
+    """SPEC 4 draws negatives without replacement only when K is smaller than a class's
+    other-class pool; say so at the start rather than let it pass unnoticed."""
+    pool, label = smallest_contrast_pool(labels)
+    if nce_k > pool:
+        print(f"warning: --nce_k {nce_k} exceeds the {pool} training images outside class {label} (the smallest "
+              f"pool of negatives): negatives of that class's samples are drawn with repetition", flush=True)
+
+
 def main(argv=None):
     args = parse_option(argv)
     session = TrainingSession(args, run_name(args))
     if session.finished:
         return
-    if session.world_size > 1:
-        raise util.UserError("train_ctc.py trains in one process: its per-sample memories are updated by "
-                             "every batch, which several processes would each see only in part")
 
     def make_loader(variant):
         return session.loaders(variant, args.nce_k, args.mode)[0]
 
     # The training set is read once for stage 1 here; stage 2's loader is built when it starts.
     train_loader, test_loader, n_data = session.loaders("instance")
-    method = CTCMethod(session.model, make_loader, n_data, args, session.precision, {"instance": train_loader})
+    warn_if_negatives_repeat(train_labels(train_loader), args.nce_k)
+    method = CTCMethod(session.model, make_loader, n_data, args, session.precision, {"instance": train_loader},
+                       distribute=session.distribute)
     step = session.step(method.trainable_parameters())
     session.train(method, step, test_loader)
 

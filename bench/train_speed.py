@@ -63,14 +63,15 @@ def device_loader(images, labels, args, variant):
                         drop_last=True, with_index=variant != "plain", contrast=contrast)
 
 
-def make_method(kind, model, loader, n_data, precision, args):
+def make_method(kind, model, loader, n_data, precision, args, distribute=None):
+    """(training method, an epoch of its stage); `distribute` as TrainingSession.distribute."""
     if kind == "vanilla":
-        return CrossEntropyMethod(model, loader, 0.05, 5e-4, 240, 0.1), 1
+        return CrossEntropyMethod(distribute(model) if distribute else model, loader, 0.05, 5e-4, 240, 0.1), 1
     opts = SimpleNamespace(instance_dim=128, instance_t=0.1, instance_m=0.9, nce_k=args.nce_k, contrast_feat_dim=128,
                            nce_t=0.1, nce_m=0.9, train_projector=False, alpha=0.5, beta=1.0, stage_two_epoch=1,
                            epochs=2, learning_rate=0.05, stage_two_decay_rate=0.1, weight_decay=5e-4,
                            weight_decay_coef=2.0, update_memory_bank=False)
-    method = CTCMethod(model, lambda variant: loader, n_data, opts, precision)
+    method = CTCMethod(model, lambda variant: loader, n_data, opts, precision, distribute=distribute)
     if kind == "ctc2":
         method.end_epoch(1)   # freezes the info bank, as at the end of stage 1
         return method, 2
@@ -86,18 +87,27 @@ def time_variant(model_name, kind, loader_kind, amp, channels_last, cuda_graph, 
     variant = {"vanilla": "plain", "ctc1": "instance", "ctc2": "ctc"}[kind]
     loader = (plain_loader if loader_kind == "torch" else device_loader)(*data, args, variant)
     method, epoch = make_method(kind, model, loader, len(data[1]), precision, args)
+    return time_steps(kind, model, loader, method, epoch, precision, args, cuda_graph)
+
+
+def time_steps(kind, model, loader, method, epoch, precision, args, cuda_graph=False, after=None):
+    """ms per step of `method` on `loader`'s batches (SGD as the training scripts use it),
+    `args.steps` timed after `args.warmup` untimed; `after()` closes the timed part."""
     params = list(model.parameters()) if kind == "vanilla" else method.trainable_parameters()
     optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
-    step = build_step(optimizer, precision, args.batch_size, cuda_graph)
+    step = build_step(optimizer, precision, loader.batch_size, cuda_graph)
     method.begin_epoch(epoch)
     step.begin_epoch(method.loss, 0.05, 5e-4, method.stage)
     batches = iter(_forever(loader))
     for _ in range(args.warmup):
         step(precision.prepare(next(batches)))
+
     def steps():
         for _ in range(args.steps):
             step(precision.prepare(next(batches)))
-    return seconds(steps, device) / args.steps * 1000
+        if after is not None:
+            after()
+    return seconds(steps, precision.device) / args.steps * 1000
 
 
 def _forever(loader):

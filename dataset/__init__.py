@@ -10,6 +10,7 @@ folder with train/ and test/ or valid/). split is 'train' or 'test', where 'test
 the evaluation split (CINIC-10: valid/). Every source is decoded once into the
 array form, so the PIL path and the device-resident path see the same pixels.
 """
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 
 from dataset import cifar10, cifar100, cinic10, stl10
 from dataset.arrays import (AUGMENTATIONS, CONTRAST_MODES, VARIANTS, ArrayDataset, ContrastIndexSampler,
-                            ShardedRandomSampler, make_transform)
+                            ShardedRandomSampler, make_transform, seed_worker_of_rank)
 from dataset.common import CIFAR100_MEAN, CIFAR100_STD, DatasetInfo
 from dataset.folder import class_names, load_folder
 from dataset.gray import emnist, fashion_mnist
@@ -30,7 +31,8 @@ LOADERS = ("torch", "gpu", "auto")
 GPU_MEMORY_SHARE = 0.25  # loader='auto' keeps the data on the GPU only if it takes less than this of free memory
 
 __all__ = ["DatasetInfo", "canonical_name", "dataset_tag", "dataset_info", "load_arrays", "build_dataset", "build_loaders",
-           "DeviceLoader", "ContrastSampler", "AUGMENTATIONS", "VARIANTS", "CONTRAST_MODES", "LOADERS"]
+           "train_labels", "smallest_contrast_pool", "DeviceLoader", "ContrastSampler", "AUGMENTATIONS", "VARIANTS",
+           "CONTRAST_MODES", "LOADERS"]
 
 
 def dataset_info(name):
@@ -94,12 +96,30 @@ def build_loaders(name, root, batch_size, num_workers, aug="vanilla", variant="p
     # that no checkpoint holds).
     common = dict(num_workers=num_workers, pin_memory=device.type == "cuda")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    sampler = ShardedRandomSampler(len(train_set), shard) if shard[1] > 1 else None
+    sampler, seed_worker = None, None
+    if shard[1] > 1:
+        sampler = ShardedRandomSampler(len(train_set), shard)
+        seed_worker = functools.partial(seed_worker_of_rank, shard[0])
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None,
-                                               sampler=sampler, drop_last=False, generator=generator, **common)
+                                               sampler=sampler, drop_last=False, generator=generator,
+                                               worker_init_fn=seed_worker, **common)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=test_batch_size, shuffle=False,
                                               drop_last=False, **common)
     return train_loader, test_loader, len(train_set)
+
+
+def train_labels(loader):
+    """int64 numpy labels of the whole data set behind a training loader of build_loaders."""
+    labels = loader.labels if isinstance(loader, DeviceLoader) else loader.dataset.labels
+    return torch.as_tensor(labels).cpu().numpy()
+
+
+def smallest_contrast_pool(labels):
+    """(size, class): the fewest other-class samples any class has to draw CTC negatives from
+    (those of the most frequent class; the first such class on a tie)."""
+    counts = np.bincount(labels)
+    largest = int(counts.argmax())
+    return len(labels) - int(counts[largest]), largest
 
 
 def _wrap(images, labels, info, train, aug, variant, nce_k, mode):

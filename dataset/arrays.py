@@ -6,6 +6,8 @@ numpy's global RNG like the reference; DataLoader seeds numpy in every worker fr
 that worker's torch seed, so workers do not repeat each other and a seeded loader
 repeats its draws.
 """
+import random
+
 import numpy as np
 import torch
 from PIL import Image
@@ -101,7 +103,12 @@ class ShardedRandomSampler(torch.utils.data.Sampler):
     """A fresh random order each epoch, split across training processes.
 
     The permutation is drawn from torch's global RNG, which every process seeds alike,
-    so the processes agree on it and each takes its own share (gpu.shard_order).
+    so the processes agree on it and each takes its own share (gpu.shard_order). From
+    the same draw and its rank each process then reseeds numpy's global RNG, which draws
+    negatives, relax-mode positives and Cutout holes when the loader has no workers: the
+    processes draw different ones, and a resumed run the same ones as the uninterrupted
+    run. (torchvision's crops and flips draw from torch's global RNG, which must stay
+    shared for the next epoch's order: without workers, processes crop alike.)
     """
 
     def __init__(self, size, shard):
@@ -111,5 +118,23 @@ class ShardedRandomSampler(torch.utils.data.Sampler):
         return shard_length(self.size, self.shard)
 
     def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()))))
+        seed = int(torch.randint(0, 2**62, ()))
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(seed))
+        np.random.seed(rank_seed(seed, self.shard[0]) % 2**32)
         return iter(shard_order(order, self.shard).tolist())
+
+
+def rank_seed(seed, rank):
+    """A seed of process `rank`'s own, from a seed every process shares."""
+    words = np.random.SeedSequence([seed, rank]).generate_state(2, dtype=np.uint64)
+    return int(words[0] >> np.uint64(1))
+
+
+def seed_worker_of_rank(rank, worker_id):
+    """DataLoader worker_init_fn under multi-process training: the worker's seeds (the same in
+    every process, from the loader's shared base seed) mixed with the rank, so processes draw
+    their own crops, flips and negatives."""
+    seed = rank_seed(torch.initial_seed(), rank)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)

@@ -105,6 +105,12 @@ class DeviceLoader:
 
     Yields (img, target) / (img, target, index) / (img, target, index, contrast_idx),
     img float32 [B, 3, 32, 32] normalised exactly like ToTensor + Normalize.
+
+    Under multi-process training (`shard` = (rank, world size)) every process draws the
+    same epoch order from the shared seed, then crops, flips and negatives from a stream
+    of its own (`draws`), seeded from that same seed and its rank: processes do not repeat
+    each other's draws, and a resumed run, whose processes all restore the first one's
+    RNG state, draws what the uninterrupted run drew.
     """
 
     def __init__(self, images, labels, batch_size, mean, std, device, train=True, shuffle=None,
@@ -126,6 +132,7 @@ class DeviceLoader:
         # RNG state of a checkpoint makes a resumed run draw the same batches.
         self.reseed_each_epoch = generator is None
         self.generator = generator if generator is not None else torch.Generator(device=self.device)
+        self.draws = self.generator if shard[1] == 1 else torch.Generator(device=self.device)
 
     @property
     def dataset_size(self):
@@ -143,6 +150,10 @@ class DeviceLoader:
         else:
             order = torch.arange(self.dataset_size, device=self.device)
         order = shard_order(order, self.shard)
+        rank, world = self.shard
+        if world > 1:
+            seeds = torch.randint(0, 2**62, (world,), generator=self.generator, device=self.device)
+            self.draws.manual_seed(int(seeds[rank]))
         for batch in range(len(self)):
             index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
             yield self._batch(index)
@@ -157,7 +168,7 @@ class DeviceLoader:
             return img, target
         if self.contrast is None:
             return img, target, index
-        return img, target, index, self.contrast.sample(index, target, generator=self.generator)
+        return img, target, index, self.contrast.sample(index, target, generator=self.draws)
 
     def random_crop_flip(self, images):
         """Per sample: a 32x32 window of the image zero-padded by 4, mirrored with probability 1/2.
@@ -169,7 +180,7 @@ class DeviceLoader:
         padded = F.pad(images, (PAD, PAD, PAD, PAD))
 
         def draw(high):
-            return torch.randint(0, high, (count,), generator=self.generator, device=self.device)
+            return torch.randint(0, high, (count,), generator=self.draws, device=self.device)
 
         offset_y, offset_x, flip = draw(2 * PAD + 1), draw(2 * PAD + 1), draw(2).bool()
         rows = offset_y[:, None] + torch.arange(height, device=self.device)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from helper import distributed
 from helper.ctc import CTCLoss, InstanceLoss
 from util import UserError
 
@@ -71,7 +72,7 @@ class EpochMeters:
         names = list(self.sums)
         totals = torch.stack([self.sums[name].double() for name in names]
                              + [torch.tensor(float(self.count), dtype=torch.float64, device=self.device)])
-        if across_processes and _distributed():
+        if across_processes and distributed.active():
             torch.distributed.all_reduce(totals)
         *totals, count = totals.tolist()
         values = {name: total / count for name, total in zip(names, totals)}
@@ -84,7 +85,7 @@ class EpochMeters:
         calls this at the same step and all of them raise together, naming the earliest
         bad step of any, so that none is left waiting in the next collective."""
         bad_step = self.first_bad_step
-        if _distributed():
+        if distributed.active():
             never = torch.iinfo(torch.long).max
             bad_step = torch.where(bad_step < 0, never, bad_step)
             torch.distributed.all_reduce(bad_step, op=torch.distributed.ReduceOp.MIN)
@@ -92,10 +93,6 @@ class EpochMeters:
         bad_step = int(bad_step.item())
         if bad_step >= 0:
             raise NonFiniteLoss(epoch, bad_step + 1)
-
-
-def _distributed():
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def _progress(loader, desc):
@@ -250,11 +247,15 @@ class CTCMethod:
     `make_loader(variant)` builds the training loader: 'instance' batches (img, target,
     index) in stage 1, 'ctc' batches with contrast indices in stage 2 -- stage 1 has no
     use for 16k negatives per sample, so they are only drawn once they are needed.
-    `loaders` may hold loaders already built. The interface is CrossEntropyMethod's.
+    `loaders` may hold loaders already built. `distribute(module, sync_buffers)`
+    wraps what every process trains (TrainingSession.distribute: DistributedDataParallel
+    under torchrun); the memories in the losses' buffers are kept equal by the losses
+    themselves (helper.ctc), not broadcast. The interface is CrossEntropyMethod's.
     """
 
-    def __init__(self, model, make_loader, n_data, opts, precision, loaders=None):
+    def __init__(self, model, make_loader, n_data, opts, precision, loaders=None, distribute=None):
         self.model, self.make_loader, self.opts, self.precision = model, make_loader, opts, precision
+        self.n_data = n_data
         device = precision.device
         self.instance_loss = InstanceLoss(model.feat_dim, n_data, opts.instance_dim,
                                           opts.instance_t, opts.instance_m).to(device)
@@ -264,9 +265,18 @@ class CTCMethod:
             # The reference leaves the stage-1 projector out of its optimizer: it keeps its
             # random initialisation while gradients still flow through it to the backbone.
             self.instance_loss.projector.requires_grad_(False)
+        self._wrap_trained(distribute or (lambda module, sync_buffers=True: module))
         self.info_bank = None
         self.loaders = dict(loaders or {})
         self.stage = 1
+
+    def _wrap_trained(self, distribute):
+        """The modules the loss calls: the model and the heads with trainable weights, wrapped."""
+        self.trained_model = distribute(self.model)
+        self.trained_ctc_loss = distribute(self.ctc_loss, sync_buffers=False)
+        self.trained_instance_loss = self.instance_loss
+        if any(p.requires_grad for p in self.instance_loss.parameters()):
+            self.trained_instance_loss = distribute(self.instance_loss, sync_buffers=False)
 
     def trainable_parameters(self):
         """The model, both stage-2 heads and (with --train_projector) the stage-1 projector."""
@@ -292,20 +302,25 @@ class CTCMethod:
 
     def loss(self, batch):
         images, target, index = batch[:3]
-        feats, logits = self.model(images, is_feat=True)
+        feats, logits = self.trained_model(images, is_feat=True)
         ce = F.cross_entropy(logits, target)
         if self.stage == 1:
-            instance = self.instance_loss(feats[-1], index)
+            instance = self.trained_instance_loss(feats[-1], index)
             return StepOutput(ce + self.opts.alpha * instance, logits, {"ce": ce, "instance": instance})
         with torch.no_grad():
             infobank_feature = self.info_bank(images, is_feat=True)[0][-1]
-        nce = self.ctc_loss(feats[-1], infobank_feature, index, batch[3])
+        nce = self.trained_ctc_loss(feats[-1], infobank_feature, index, batch[3])
         return StepOutput(ce + self.opts.beta * nce, logits, {"ce": ce, "nce": nce})
 
     def end_epoch(self, epoch):
         if epoch != self.opts.stage_two_epoch:
             return
-        self.info_bank = self._frozen_copy(self.model.state_dict())
+        state = self.model.state_dict()
+        # Under torchrun each process has moved its BatchNorm statistics with its own last
+        # batch since DistributedDataParallel last broadcast them; the info bank must be
+        # one model everywhere: the first process's, the one its checkpoint holds.
+        distributed.copy_from_first(list(state.values()))
+        self.info_bank = self._frozen_copy(state)
         if self.opts.update_memory_bank:
             self.refresh_memories()
 
@@ -316,14 +331,16 @@ class CTCMethod:
 
     @torch.no_grad()
     def refresh_memories(self):
-        """One pass through the info bank overwrites both contrast memories (--update_memory_bank)."""
+        """One pass through the info bank overwrites both contrast memories (--update_memory_bank);
+        under torchrun each process passes its share and every process writes every row."""
         print("==> refreshing the contrast memories with the info bank")
+        written = torch.zeros(self.n_data, dtype=torch.bool, device=self.precision.device)
         # The instance loader: this pass needs images and indices, not 16k negatives per sample.
         for batch in _progress(self._loader("instance"), "memory refresh"):
             images, _, index = self.precision.prepare(batch[:3])
             with self.precision.autocast():
                 feature = self.info_bank(images, is_feat=True)[0][-1]
-            self.ctc_loss.overwrite_memories(index, feature)
+            self.ctc_loss.overwrite_memories(index, feature, written)
 
     def state_dict(self):
         state = {"instance": self.instance_loss.state_dict(), "ctc": self.ctc_loss.state_dict()}

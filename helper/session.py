@@ -11,6 +11,7 @@ import torch
 
 import util
 from dataset import build_loaders, dataset_info
+from helper.distributed import data_parallel
 from helper.loops import fit
 from helper.precision import Precision, configure_backends
 from helper.run import TrainingRun, model_folder
@@ -81,6 +82,10 @@ class TrainingSession:
         if opts.batch_size % self.world_size:
             raise util.UserError(f"--batch_size {opts.batch_size} must be divisible by the "
                                  f"{self.world_size} training processes")
+        if opts.cuda_graph and self.world_size > 1:
+            raise util.UserError("--cuda_graph trains in one process: under torchrun the gradient all-reduce "
+                                 "(and train_ctc.py's memory all-gathers) would have to be captured in the graph, "
+                                 "which this project does not do; drop --cuda_graph")
         # Under torchrun --batch_size stays the global batch, as with the reference's
         # DataParallel: each process takes an equal share of it.
         self.batch_size = opts.batch_size // self.world_size
@@ -112,10 +117,11 @@ class TrainingSession:
 
     def trained_model(self):
         """The module the loss calls: the model itself, or its DistributedDataParallel wrapper."""
-        if self.world_size == 1:
-            return self.model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        return self.distribute(self.model)
+
+    def distribute(self, module, sync_buffers=True):
+        """helper.distributed.data_parallel on this process's device."""
+        return data_parallel(module, self.device, sync_buffers)
 
     def step(self, parameters):
         """SGD over `parameters` (SPEC 5) and the step that applies it (eager or CUDA graph)."""

@@ -277,3 +277,29 @@ def test_contrast_idx_of_wrong_width_is_refused():
     index, contrast_idx, v1, v2 = example()
     with pytest.raises(ValueError, match="contrast_idx"):
         memory(v1, v2, index, contrast_idx[:, :K])
+
+
+def test_a_repeated_index_takes_its_first_occurrence_update():
+    torch.manual_seed(0)
+    memory = InstanceMemory(N_DATA, DIM, temperature=T, momentum=MOMENTUM)
+    index = torch.tensor([3, 6, 3, 3])
+    z = unit_rows(torch.Generator().manual_seed(2), 4, DIM)
+    before = memory.memory.clone()
+    memory.update(index, z)
+    np.testing.assert_allclose(memory.memory[3].numpy(), hand_momentum(before[3].tolist(), z[0].tolist()), rtol=1e-5)
+    np.testing.assert_allclose(memory.memory[6].numpy(), hand_momentum(before[6].tolist(), z[1].tolist()), rtol=1e-5)
+
+
+def test_one_memory_refresh_pass_keeps_the_first_value_of_a_sample_met_again():
+    torch.manual_seed(0)
+    ctc = CTCLoss(5, 5, N_DATA, K, feat_dim=DIM)
+    memory = ctc.contrast_memory
+    written = torch.zeros(N_DATA, dtype=torch.bool)
+    first, second = torch.randn(3, 5), torch.randn(2, 5)
+    ctc.overwrite_memories(torch.tensor([4, 1, 4]), first, written)
+    # as at the end of an epoch split over processes: sample 1 comes round again
+    ctc.overwrite_memories(torch.tensor([1, 7]), second, written)
+    expected = hand_embed(ctc.embed_student, torch.stack([first[0], first[1], second[1]]))
+    for row, values in zip((4, 1, 7), expected):
+        np.testing.assert_allclose(memory.memory_student[row].numpy(), values, rtol=1e-5)
+    assert written.nonzero().flatten().tolist() == [1, 4, 7]

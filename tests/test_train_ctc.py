@@ -51,10 +51,14 @@ def test_first_preset_switches_stage_after_epoch_two(cifar_dir):
     assert z["contrast_memory.z_student"] > 0 and z["contrast_memory.z_infobank"] > 0
 
 
-def test_second_preset_runs_into_its_own_folder(cifar_dir):
-    train_ctc.main(PRESET + SECOND + ["--epochs", "2", "--stage_two_epoch", "1", "--mode", "relax"])
+def test_second_preset_runs_into_its_own_folder(cifar_dir, capsys):
+    # 160 images of 100 classes: classes 0-59 hold two, so 158 other-class images is the smallest pool
+    train_ctc.main(PRESET + SECOND + ["--epochs", "2", "--stage_two_epoch", "1", "--mode", "relax", "--nce_k", "200"])
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning")]
+    assert warnings == ["warning: --nce_k 200 exceeds the 158 training images outside class 0 (the smallest pool "
+                        "of negatives): negatives of that class's samples are drawn with repetition"]
     run = cifar_dir / "save/model/resnet8_cifar100_a:0.1_b:1.0_ctc"
-    assert (run / "ckpt_epoch_2.pth").is_file()
+    assert (run / "ckpt_epoch_2.pth").is_file()   # the run went on
     assert util.read_csv(run / "metrics.csv")[1]["train_nce"] != ""
 
 
