@@ -64,6 +64,9 @@ COVERING = {
     "geometry.py": ["test_geometry_script.py"],
     "scripts/run_paper.sh": ["test_pipeline.py"],
     "scripts/study_report.py": ["test_real_study.py"],
+    "scripts/study_statistics.py": ["test_study_statistics.py", "test_real_study.py"],
+    "scripts/real_study.py": ["test_real_study.py"],
+    "scripts/plot_tradeoff.py": ["test_plot_tradeoff.py"],
 }
 
 
@@ -248,8 +251,28 @@ MUTATIONS = [
     M("--stage_two_epoch equal to --epochs accepted", "train_ctc.py", "args.stage_two_epoch >= args.epochs",
       "args.stage_two_epoch > args.epochs"),
     M("transfer.py --amp not passed to the probe", "transfer.py", "amp=args.amp)", "amp=False)"),
-    M("study: the mean curve's drop error over n seeds, not n - 1", "scripts/study_report.py",
-      "/ (len(values) - 1)", "/ len(values)"),
+    M("study: the t interval's variance over n seeds, not n - 1", "scripts/study_statistics.py",
+      "/ (n - 1) / n)", "/ n / n)"),
+    M("study: the last window one checkpoint short of the end", "scripts/study_statistics.py",
+      "list(range(count - width, count))", "list(range(count - width - 1, count - 1))"),
+    M("study: a fall declared when the mean is above zero", "scripts/study_statistics.py",
+      "return self.low > 0", "return self.mean > 0"),
+    M("study: the cross-fitted drop measured on the half that chose the peak", "scripts/study_statistics.py",
+      "drops += [curve[peak] - curve[-1] for curve in measured]", "drops += [curve[peak] - curve[-1] for curve in chooses]"),
+    M("study: CTC against vanilla unpaired (each method's mean)", "scripts/study_report.py",
+      "equal = [(get(a)[at], get(b)[at]) for a, b in usable if at in get(b)]",
+      "equal = [(get(a)[at], get(b)[at]) for a, b in zip(sorted(base_runs, key=lambda r: get(r)[at]), other_runs) "
+      "if at in get(b)]"),
+    M("study: MINE's data-processing check never fires", "scripts/study_report.py",
+      "below += xt[epoch] < ty[epoch]", "below += xt[epoch] < 0"),
+    M("study: the last probe number reads the best epoch", "scripts/study_report.py",
+      '"last": ("final_acc",', '"last": ("best_acc",'),
+    M("study: CTC's stage two starts at two thirds of vanilla's epochs", "scripts/real_study.py",
+      '"--stage_two_epoch", str(s.epochs)', '"--stage_two_epoch", str(2 * s.epochs // 3)'),
+    M("study: --nce_k not capped by the negative pool", "scripts/real_study.py",
+      "return min(s.nce_k, sum(sizes) - max(sizes))", "return s.nce_k"),
+    M("plot_tradeoff: the data-processing flag compares I(X;T) with itself", "scripts/plot_tradeoff.py",
+      'ty = run.mine.get(("ty", dataset)) if mode == "xt" else None', 'ty = xt if mode == "xt" else None'),
     M("run_paper.sh never resumes", "scripts/run_paper.sh", "&& echo --resume || true", "&& echo || true"),
 ]
 

@@ -183,6 +183,37 @@ def test_heldout_mine_files_are_their_own_series(tmp_path):
                         ("ty", "folder-my_heldout_set"): {2: 0.7}}
 
 
+def test_mine_below_its_own_i_ty_is_flagged_and_geometry_gets_panels(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    # On cifar100: I(X;T) 0.9 >= 0.5 at epoch 2, 0.4 < 0.6 at 4 and 0.3 < 0.7 at 6 (held-out protocol:
+    # 0.2 < 0.3 at 2); on cinic10 only I(T;Y), nothing to compare.
+    write_lines(folder / "mine_xt_cifar100.jsonl", [mine_row(e, "xt", "cifar100", v) for e, v in
+                                                    [(2, 0.9), (4, 0.4), (6, 0.3)]])
+    write_lines(folder / "mine_ty_cifar100.jsonl", [mine_row(e, "ty", "cifar100", v) for e, v in
+                                                    [(2, 0.5), (4, 0.6), (6, 0.7)]])
+    write_lines(folder / "mine_xt_cifar100_heldout.jsonl", [mine_row(2, "xt", "cifar100", 0.2)])
+    write_lines(folder / "mine_ty_cifar100_heldout.jsonl", [mine_row(2, "ty", "cifar100", 0.3)])
+    write_lines(folder / "mine_ty_cinic10.jsonl", [mine_row(2, "ty", "cinic10", 9.0)])
+    write_lines(folder / "geometry_cifar100.jsonl", [json.dumps(
+        {"epoch": e, "nc1": 1 / e, "effective_rank": 10.0 - e,
+         "information": [{"noise": 0.25, "i_xt": 5.0, "i_ty": 1.0}, {"noise": 0.5, "i_xt": 3.0 - e / 10, "i_ty": 0.5}]})
+        for e in (2, 4)])
+    run = plot_tradeoff.load_run(folder, "run")
+    assert plot_tradeoff.dpi_violations(run) == {"cifar100": [4, 6], "cifar100 (heldout)": [2]}
+    # the figure shows the middle default noise level, 0.5
+    assert run.geometry[("i_xt", "cifar100")] == pytest.approx({2: 2.8, 4: 2.6}) and run.noise == {"cifar100": 0.5}
+    titles = [panel.title for panel in plot_tradeoff.panels([run], None)]
+    assert titles[-4:] == ["NC1 on cifar100", "Effective rank on cifar100", "I(X;T_s) on cifar100, s = 0.5",
+                           "I(T_s;Y) on cifar100, s = 0.5"]
+    plot_tradeoff.main([str(folder), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out.md").read_text()
+    assert "- run: **MINE I(X;T) below I(T;Y) on cifar100 at epoch(s) 4, 6: violates the data-processing " \
+           "inequality**" in text
+    assert "on cifar100 (heldout) at epoch(s) 2:" in text and "cinic10 at" not in text
+    assert (tmp_path / "out.png").stat().st_size > 10_000
+
+
 def test_protocol_flag_picks_another_file(workspace, monkeypatch, tmp_path):
     stdout, _ = run_script(workspace, monkeypatch, VANILLA, str(workspace / "ctc_copy" / CTC),
                            "--protocol", "adabn", "--out", str(tmp_path / "adabn"))
