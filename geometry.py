@@ -30,15 +30,15 @@ import torch
 
 import util
 from dataset import canonical_name, dataset_info, dataset_tag, load_arrays
-from helper.features import extract_features
+from helper.features import checkpoint_features
 from helper.geometry.calibration import PROBLEMS, calibrate
 from helper.geometry.information import noisy_information
 from helper.geometry.measures import measures
 from helper.geometry.report import describe, results_file_name, write_tensorboard
-from helper.precision import check_bf16, configure_backends
-from helper.results import checkpoints_to_do, selected_checkpoints, store_result
+from helper.precision import measurement_device
+from helper.results import add_selection_arguments, checkpoints_to_do, selected_checkpoints, store_result
 from helper.run import tensorboard_writer
-from models import build_model, model_name
+from models import model_name
 
 # Noise per dimension in units of the features' scale (the root mean square distance to their
 # mean). For features spread evenly over many dimensions I(X;T_s) is then about 1 / (2 s^2) nats
@@ -52,21 +52,13 @@ def parse_option(argv=None):
     add("--model", default="resnext32_16x4d", type=model_name)
     add("--dataset", default="cifar100", help="data set whose evaluation split gives the features and labels")
     add("--source_dataset", default="cifar100", help="data set the checkpoints were trained on (sets the class count)")
-    add("--ckpt_path", default=None, help="run folder: a name under save/model/ or a path")
-    add("--start_epoch", type=int, default=2, help="first checkpoint epoch to measure")
-    add("--skip", type=util.positive(), default=2, help="measure epochs start_epoch, start_epoch+skip, ...")
+    add_selection_arguments(parser, "measure", required=False)
     add("--rows", type=util.positive(), default=None,
         help="measure on this many evaluation images (a random subset fixed by --seed; default all); "
              "with --calibrate, the sample size (default 10000)")
     add("--noise", type=util.positive(float), nargs="+", default=list(DEFAULT_NOISE),
         help="noise levels s: per dimension, in units of the features' root mean square distance to their mean "
              "(with --calibrate: absolute)")
-    add("--data_root", default="./data")
-    add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    add("--shard", default=None,
-        help="i/n with 0 <= i < n: measure every n-th checkpoint starting at the i-th (counting from 0)")
-    add("--results", default=None, help="JSON-lines results file (default: in the run folder)")
-    add("--force", action="store_true", help="re-measure checkpoints already in the results file")
     add("--seed", type=int, default=0, help="the noise draws (shared by every checkpoint) and the --rows subset")
     add("--amp", action="store_true", help="bf16 autocast for the feature extraction")
     add("--calibrate", choices=PROBLEMS, default=None,
@@ -81,9 +73,7 @@ def parse_option(argv=None):
 
 def main(argv=None):
     args = parse_option(argv)
-    device = util.pick_device(args.device)
-    check_bf16(device, args.amp)
-    configure_backends(device)
+    device = measurement_device(args.device, args.amp)
     if args.calibrate:
         args.rows = args.rows or 10000
         return calibrate(args, device)
@@ -111,7 +101,7 @@ def measure_checkpoints(args, device):
     for _, epoch, path in todo:
         started = time.time()
         try:
-            features = checkpoint_features(args, path, source_classes, images, info, device)
+            features = checkpoint_features(args.model, path, source_classes, images, info, device, args.amp)
         except util.UserError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             failed.append(epoch)
@@ -149,17 +139,6 @@ def evaluation_rows(args, info):
         chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(args.seed))[:args.rows].sort()[0]
         images, labels = images[chosen.numpy()], labels[chosen]
     return images, labels
-
-
-def checkpoint_features(args, path, source_classes, images, info, device):
-    """T of one checkpoint: float32 [N, feat_dim] on the device; a UserError names a bad file."""
-    model = build_model(args.model, source_classes)
-    model.load_model(path)
-    features = extract_features(model, images, info.mean, info.std, device, amp=args.amp)
-    if not torch.isfinite(features).all():
-        raise util.UserError(f"checkpoint {path} gives non-finite features on {args.dataset} "
-                             f"(did its training diverge?)")
-    return features
 
 
 if __name__ == "__main__":

@@ -36,14 +36,14 @@ import torch
 import util
 from dataset import canonical_name, dataset_info, dataset_tag, load_arrays
 from helper.mine import critic
-from helper.features import extract_features, normalised_images
+from helper.features import checkpoint_features, normalised_images
 from helper.mine.calibration import PROBLEMS, calibrate
 from helper.mine.heldout import EVAL_EVERY, HELDOUT_FRACTION, PATIENCE
 from helper.mine.report import PROTOCOLS, estimate, recorded_settings, report_checkpoint, results_file_name
-from helper.precision import check_bf16, configure_backends
-from helper.results import checkpoints_to_do, selected_checkpoints
+from helper.precision import measurement_device
+from helper.results import add_selection_arguments, checkpoints_to_do, selected_checkpoints
 from helper.run import tensorboard_writer
-from models import build_model, model_name
+from models import model_name
 
 # The README's settings, used when --lr / --iter_num are not given.
 DEFAULT_LR = {"xt": 8e-5, "ty": 1e-5}
@@ -60,19 +60,11 @@ def parse_option(argv=None):
     add("--model", default="resnext32_16x4d", type=model_name)
     add("--dataset", default="cifar100", help="data set whose evaluation split is X and Y")
     add("--source_dataset", default="cifar100", help="data set the checkpoints were trained on (sets the class count)")
-    add("--ckpt_path", default=None, help="run folder: a name under save/model/ or a path")
+    add_selection_arguments(parser, "estimate", required=False)
     add("--lr", type=util.positive(float), default=None, help="critic Adam lr (default 8e-5 for xt, 1e-5 for ty)")
     add("--iter_num", type=util.positive(), default=None, help="critic iterations (default 1e4 for xt, 2e4 for ty)")
-    add("--start_epoch", type=int, default=2, help="first checkpoint epoch to estimate")
-    add("--skip", type=util.positive(), default=2, help="estimate epochs start_epoch, start_epoch+skip, ...")
     add("--batch_size", type=util.positive(), default=5000, help="rows per joint and per marginal batch")
     add("--hidden_size", type=util.positive(), default=1024, help="width of the critic's three hidden layers")
-    add("--data_root", default="./data")
-    add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    add("--shard", default=None,
-        help="i/n with 0 <= i < n: estimate every n-th checkpoint starting at the i-th (counting from 0)")
-    add("--results", default=None, help="JSON-lines results file (default: in the run folder)")
-    add("--force", action="store_true", help="re-estimate checkpoints already in the results file")
     add("--seed", type=int, default=0, help="critic initialisation and batch draws")
     add("--amp", action="store_true", help="bf16 autocast for features and critic")
     add("--protocol", default="reference", choices=PROTOCOLS,
@@ -134,9 +126,7 @@ def check_protocol_flags(parser, args):
 
 def main(argv=None):
     args = parse_option(argv)
-    device = util.pick_device(args.device)
-    check_bf16(device, args.amp)
-    configure_backends(device)
+    device = measurement_device(args.device, args.amp)
     if args.calibrate:
         return calibrate(args, device)
     if not args.ckpt_path:
@@ -176,7 +166,7 @@ def estimate_checkpoints(args, device):
         for _, epoch, path in todo[group_start:group_start + args.batch_ckpts]:
             started = time.time()
             try:
-                features = checkpoint_features(args, path, source_classes, images, info, device)
+                features = checkpoint_features(args.model, path, source_classes, images, info, device, args.amp)
             except util.UserError as err:
                 print(f"error: {err}", file=sys.stderr, flush=True)
                 failed.append(epoch)
@@ -196,17 +186,6 @@ def check_batch_size(args, rows):
         raise util.UserError(f"--batch_size {args.batch_size} is larger than the {train_rows} rows of "
                              f"{args.dataset}'s evaluation split available for training the critic; "
                              f"lower --batch_size (or --eval_fraction)")
-
-
-def checkpoint_features(args, path, source_classes, images, info, device):
-    """T of one checkpoint: float32 [N, feat_dim] on the device; a UserError names a bad file."""
-    model = build_model(args.model, source_classes)
-    model.load_model(path)
-    features = extract_features(model, images, info.mean, info.std, device, amp=args.amp)
-    if not torch.isfinite(features).all():
-        raise util.UserError(f"checkpoint {path} gives non-finite features on {args.dataset} "
-                             f"(did its training diverge?); MINE needs finite T")
-    return features
 
 
 def estimate_group(args, run, group, shared, device, results_path, writer, tag):

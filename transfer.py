@@ -17,8 +17,8 @@ from pathlib import Path
 
 import util
 from dataset import canonical_name, dataset_info, dataset_tag
-from helper.precision import check_bf16, configure_backends
-from helper.results import checkpoints_to_do, selected_checkpoints, store_result
+from helper.precision import measurement_device
+from helper.results import add_selection_arguments, checkpoints_to_do, selected_checkpoints, store_result
 from helper.run import tensorboard_writer
 from helper.transfer import PROTOCOLS, ProbeSettings, load_target, probe_name, run_probe
 from models import build_model, model_name
@@ -31,9 +31,7 @@ def parse_option(argv=None):
     add("--target_dataset", default="cinic10",
         help="cinic10, cifar10, cifar100, stl10, fashion-mnist, emnist or folder:<path>")
     add("--model", default="resnext32_16x4d", type=model_name)
-    add("--ckpt_path", required=True, help="run folder: a name under save/model/ or a path")
-    add("--start_epoch", type=int, default=2, help="first checkpoint epoch to evaluate")
-    add("--skip", type=util.positive(), default=2, help="evaluate epochs start_epoch, start_epoch+skip, ...")
+    add_selection_arguments(parser, "evaluate")
     add("--epoch", type=util.positive(), default=30, help="target epochs of the linear probe")
     add("--lr", type=util.positive(float), default=0.4, help="probe learning rate (cosine to 0)")
     add("--wd", type=float, default=5e-4, help="probe weight decay")
@@ -41,12 +39,6 @@ def parse_option(argv=None):
     add("--protocol", default="train_bn", choices=PROTOCOLS,
         help="train_bn: the paper's (train-mode BatchNorm); adabn: BN re-estimated on the target, "
              "cached features; frozen: source BN statistics, cached features")
-    add("--data_root", default="./data")
-    add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    add("--shard", default=None,
-        help="i/n with 0 <= i < n: evaluate every n-th checkpoint starting at the i-th (counting from 0)")
-    add("--results", default=None, help="JSON-lines results file (default: in the run folder)")
-    add("--force", action="store_true", help="re-evaluate checkpoints already in the results file")
     add("--seed", type=int, default=0, help="initial Linear and batch order (the same for every checkpoint)")
     add("--amp", action="store_true", help="bf16 autocast and channels_last for the backbone's forward passes "
         "(faster on GPUs; the paper's numbers are fp32, see README)")
@@ -55,9 +47,7 @@ def parse_option(argv=None):
 
 def main(argv=None):
     args = parse_option(argv)
-    device = util.pick_device(args.device)
-    check_bf16(device, args.amp)
-    configure_backends(device)
+    device = measurement_device(args.device, args.amp)
     selection = selected_checkpoints(args.ckpt_path, args.start_epoch, args.skip, args.shard)
     run_folder = selection.run_folder
     args.source_dataset, args.target_dataset = map(canonical_name, (args.source_dataset, args.target_dataset))

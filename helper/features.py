@@ -16,6 +16,8 @@ from torch.fx.experimental.optimization import fuse as fold_conv_batchnorm
 
 from dataset.gpu import Normalise
 from helper.precision import autocast, in_channels_last
+from models import build_model
+from util import UserError
 
 DEFAULT_BATCH = 1024
 
@@ -101,3 +103,15 @@ def extract_features(model, images_uint8, mean, std, device, batch_size=DEFAULT_
     if not chunks:
         return torch.zeros(0, model.feat_dim, device=device)
     return torch.cat(chunks)
+
+
+def checkpoint_features(model, path, source_classes, images_uint8, info, device, amp=False):
+    """feats[-1] of the checkpoint at `path` (a `model` built for `source_classes`) on the evaluation
+    images of the data set `info` describes: float32 [N, feat_dim] on the device. A UserError names
+    an unreadable or mismatched file, or one whose features are not finite."""
+    network = build_model(model, source_classes)
+    network.load_model(path)
+    features = extract_features(network, images_uint8, info.mean, info.std, device, amp=amp)
+    if not torch.isfinite(features).all():
+        raise UserError(f"checkpoint {path} gives non-finite features on {info.name} (did its training diverge?)")
+    return features

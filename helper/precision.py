@@ -9,7 +9,7 @@ import contextlib
 
 import torch
 
-from util import UserError
+from util import UserError, pick_device
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -25,6 +25,15 @@ def configure_backends(device, cudnn_benchmark=True, tf32=True):
     torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
+
+
+def measurement_device(flag, amp):
+    """The device a per-checkpoint script (transfer.py, mine.py, geometry.py) runs on, checked to do
+    bf16 if `amp` asks for it, with its numeric backends configured."""
+    device = pick_device(flag)
+    check_bf16(device, amp)
+    configure_backends(device)
+    return device
 
 
 def check_bf16(device, wanted):

@@ -14,10 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helper.run import find_checkpoints, resolve_run_folder
-from util import UserError, atomic_write_text, locked
+from util import UserError, atomic_write_text, locked, positive
 
 
 # --------------------------------------------------------------------------- selection
+
+def add_selection_arguments(parser, verb, required=True):
+    """The flags transfer.py, mine.py and geometry.py share to choose their checkpoints, device and
+    results file; `verb` says what the script does to a checkpoint, for the help texts."""
+    add = parser.add_argument
+    add("--ckpt_path", required=required, default=None, help="run folder: a name under save/model/ or a path")
+    add("--start_epoch", type=int, default=2, help=f"first checkpoint epoch to {verb}")
+    add("--skip", type=positive(), default=2, help=f"{verb} epochs start_epoch, start_epoch+skip, ...")
+    add("--data_root", default="./data")
+    add("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add("--shard", default=None,
+        help=f"i/n with 0 <= i < n: {verb} every n-th checkpoint starting at the i-th (counting from 0)")
+    add("--results", default=None, help="JSON-lines results file (default: in the run folder)")
+    add("--force", action="store_true", help=f"re-{verb} checkpoints already in the results file")
+
 
 @dataclass
 class Selection:

@@ -69,16 +69,16 @@ def recording(monkeypatch):
     """The images each checkpoint's features are extracted from, and the (features, labels)
     the information is computed from, as geometry.py passes them."""
     seen = {"images": [], "information": []}
-    extract, information = geometry.extract_features, geometry.noisy_information
+    extract, information = geometry.checkpoint_features, geometry.noisy_information
 
-    def extract_recorded(model, images, *args, **kwargs):
+    def extract_recorded(model, path, source_classes, images, *args, **kwargs):
         seen["images"].append(np.array(images))
-        return extract(model, images, *args, **kwargs)
+        return extract(model, path, source_classes, images, *args, **kwargs)
 
     def information_recorded(features, labels, *args, **kwargs):
         seen["information"].append((features.clone(), labels.clone(), args, kwargs))
         return information(features, labels, *args, **kwargs)
-    monkeypatch.setattr(geometry, "extract_features", extract_recorded)
+    monkeypatch.setattr(geometry, "checkpoint_features", extract_recorded)
     monkeypatch.setattr(geometry, "noisy_information", information_recorded)
     return seen
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
+import helper.features
 import mine
 import util
 from helper.mine import critic as estimator
@@ -200,14 +201,14 @@ def test_ty_of_features_that_give_the_label_is_near_log_classes_and_far_above_sh
 
 def test_amp_runs_the_features_and_the_critic_in_bf16(workdir, monkeypatch):
     convolutions, critic_passes = [], []
-    build = mine.build_model
+    build = helper.features.build_model  # where mine.py's checkpoints are built
 
     def watched_build_model(*args, **kwargs):
         model = build(*args, **kwargs)
         model.conv1.register_forward_hook(lambda module, inputs, output: convolutions.append(
             (output.dtype, module.weight.is_contiguous(memory_format=torch.channels_last))))
         return model
-    monkeypatch.setattr(mine, "build_model", watched_build_model)
+    monkeypatch.setattr(helper.features, "build_model", watched_build_model)
     forward = estimator.BatchedCritic.forward
 
     def watched_forward(critic, a_rows, b_rows):
