@@ -85,15 +85,17 @@ PROFILES = {
     "smoke": Profile(model="resnet8", train_per_class="40", test_per_class="20", epochs=4, save_freq=1, seeds="0 1",
                      lr=0.05, batch=32, nce_k=32, probe_epochs=2, probe_batch=64, mine_hidden=32, mine_batch=50,
                      xt_iters="40", ty_iters="40", xt_lr="1e-3", ty_lr="1e-3", jobs=2),
-    # Within 45 minutes on 2 CPU cores (23 min measured). Few images and many epochs, so that the
-    # source is overfitted within the run (docs/real_study.md: the choices and how they were timed).
-    "cpu": Profile(model="resnet8", train_per_class="300", test_per_class="200", epochs=48, save_freq=4, seeds="0 1",
-                   lr=0.05, batch=64, nce_k=512, probe_epochs=10, probe_batch=128, mine_hidden=64, mine_batch=250,
-                   xt_iters="300", ty_iters="400", xt_lr="5e-4", ty_lr="1e-3", jobs=2),
+    # Four seeds, the whole test splits (5,000 images a task, so that one checkpoint's accuracy moves by
+    # about half a point), the probe that converges at this size (adabn, 100 epochs: docs/real_study.md,
+    # "The probe") and the held-out MINE protocol; geometry on 2,500 of the test images.
+    "cpu": Profile(model="resnet8", train_per_class="300", test_per_class="all", epochs=48, save_freq=4,
+                   seeds="0 1 2 3", lr=0.05, batch=64, nce_k=512, probe_epochs=100, probe_batch=128, mine_hidden=64,
+                   mine_batch=250, xt_iters="300", ty_iters="400", xt_lr="5e-4", ty_lr="1e-3", jobs=2,
+                   mine_protocols="heldout", probes="adabn", geometry_args="--rows 2500"),
     # The whole of both halves of CIFAR-10, the paper's model, epochs, probe and MINE settings
     # (MINE batch: half the 5,000 test images of a task, as the reference's 5,000 of 10,000).
     "gpu": Profile(model="resnext32_16x4d", train_per_class="all", test_per_class="all", epochs=200, save_freq=10,
-                   seeds="0 1", lr=0.05, batch=64, nce_k=16384, probe_epochs=30, probe_batch=512, mine_hidden=1024,
+                   seeds="0 1 2 3", lr=0.05, batch=64, nce_k=16384, probe_epochs=30, probe_batch=512, mine_hidden=1024,
                    mine_batch=2500, xt_iters="1e+4", ty_iters="2e+4", xt_lr="8e-5", ty_lr="1e-5", jobs=1),
 }
 
@@ -199,7 +201,10 @@ def plan_text(profile_name, s):
         "training": trained * n_source / 1000 * cost["train"] * (1.15 if "ctc" in methods else 1) / 60,
         **{probe: checkpoints * forward[probe] / 1000 * cost["forward"] / 60 for probe in probes},
         "MINE": checkpoints * len(protocols) * 2 * (float(s.xt_iters) * xt_cost + float(s.ty_iters) * cost["ty"]) / 60,
-        "step starts": len(seeds) * len(methods) * (1 + len(probes) + 4 * len(protocols)) * cost["step"] / 60,
+        # at most: every test image through the backbone, and the pairwise terms (about 20 s at 10,000 rows)
+        "geometry": checkpoints * sum((sizes[task, "test"] / 1000 * cost["forward"]
+                                       + 20 * (sizes[task, "test"] / 10000) ** 2) for task in ("source", "target")) / 60,
+        "step starts": len(seeds) * len(methods) * (3 + len(probes) + 4 * len(protocols)) * cost["step"] / 60,
     }
     lanes = min(s.jobs, len(seeds))
     busiest = -(-len(seeds) // lanes) / len(seeds)  # share of the work in the lane with the most seeds

@@ -13,6 +13,9 @@ the layout of `--dataset folder:OUT/source`. `--tasks` chooses how (LAYOUTS):
   truck) or animal (the other six); the target task is the ten fine classes, on other images.
 - pairs: the source task labels pairs of similar classes (airplane+ship, automobile+truck,
   bird+frog, cat+dog, deer+horse); the target task is the ten fine classes, on other images.
+- scrambled: the halves, and the source task's training split also holds N more training images
+  of each target class, each under a source label drawn at random (a constructed positive control:
+  fitting them destroys what the target task needs).
 
 Counts are per CIFAR-10 class and task: each class gives its N lowest-numbered training and M
 lowest-numbered test images to the source task and, where both tasks use the class, its next
@@ -60,13 +63,22 @@ LAYOUTS = {
                          "bird+frog": ("bird", "frog"), "cat+dog": ("cat", "dog"), "deer+horse": ("deer", "horse")},
               "target": fine(CLASSES)},
 }
+# The positive control's construction (docs/real_study.md): the source training split also holds the
+# next N training images of each of these classes, each under a source label drawn at random (fixed
+# by SCRAMBLE_SEED). Fitting them makes the network give dogs, frogs, ... the features of arbitrary
+# source classes: the source task is trained to discard exactly what the target task needs.
+LAYOUTS["scrambled"] = LAYOUTS["halves"]
+SCRAMBLED = {"scrambled": CLASSES[5:]}
+SCRAMBLE_SEED = 0
 TASKS = LAYOUTS["halves"]  # the default layout
 
 
 def title(tasks):
     """The study's heading for a layout: its source labels -> its target labels."""
     source, target = ("/".join(LAYOUTS[tasks][task]) for task in ("source", "target"))
-    return f"Real-photograph study ({tasks}): CIFAR-10 {source} -> {target}"
+    scrambled = (f" (the source also fits {'/'.join(SCRAMBLED[tasks])} training images under random source labels)"
+                 if tasks in SCRAMBLED else "")
+    return f"Real-photograph study ({tasks}): CIFAR-10 {source} -> {target}{scrambled}"
 
 
 def shares_classes(tasks):
@@ -94,21 +106,29 @@ def counts(train_per_class, test_per_class, tasks="halves"):
     it where both tasks split a class's images)."""
     if tasks not in LAYOUTS:
         raise util.UserError(f"unknown task layout '{tasks}' (known: {', '.join(LAYOUTS)})")
-    share = 2 if shares_classes(tasks) else 1
     found = {}
     for split, n in {"train": train_per_class, "test": test_per_class}.items():
         try:
             n = per_class(str(n))
         except argparse.ArgumentTypeError as err:
             raise util.UserError(f"{split} images per class: {err} (a positive count or 'all')") from None
+        share = shares(tasks, split)
         found[split] = FULL[split] // share if n == "all" else min(n, FULL[split] // share)
     return found
 
 
+def shares(tasks, split):
+    """Into how many parts a CIFAR-10 class's images of `split` are cut (each part a task's, or the
+    scrambled images')."""
+    return 2 if shares_classes(tasks) or (tasks in SCRAMBLED and split == "train") else 1
+
+
 def task_images(tasks, per_class):
     """{(task, split): number of images} of a layout at these counts per class."""
-    return {(task, split): len(classes_of(LAYOUTS[tasks][task])) * n
-            for task in LAYOUTS[tasks] for split, n in per_class.items()}
+    found = {(task, split): len(classes_of(LAYOUTS[tasks][task])) * n
+             for task in LAYOUTS[tasks] for split, n in per_class.items()}
+    found["source", "train"] += len(SCRAMBLED.get(tasks, ())) * per_class["train"]
+    return found
 
 
 def prepare(out, train_per_class, test_per_class, archive=None, download_root=None, tasks="halves"):
@@ -118,6 +138,8 @@ def prepare(out, train_per_class, test_per_class, archive=None, download_root=No
                         for task, labels in LAYOUTS[tasks].items()} if tasks != "halves"
               else {task: list(labels) for task, labels in TASKS.items()},  # as recorded before layouts existed
               "per_class": counts(train_per_class, test_per_class, tasks)}
+    if tasks in SCRAMBLED:
+        wanted["scrambled"] = {"classes": list(SCRAMBLED[tasks]), "seed": SCRAMBLE_SEED}
     if out.exists():
         return check_prepared(out, wanted)
     partial = out.with_name(f".{out.name}.partial")
@@ -150,8 +172,8 @@ def describe(per_class):
 
 def write_tasks(destination, tasks, per_class, archive, download_root):
     """Write both tasks of layout `tasks` into `destination`; returns where the images came from."""
-    layout, share = LAYOUTS[tasks], 2 if shares_classes(tasks) else 1
-    wanted = {split: share * n for split, n in per_class.items()}  # of each class, both tasks together
+    layout = LAYOUTS[tasks]
+    wanted = {split: shares(tasks, split) * n for split, n in per_class.items()}  # of each class, all parts
     archive = find_archive(archive)
     if archive is not None:
         everything = extract(archive, destination / "all", CLASSES, wanted["train"], wanted["test"])  # one pass
@@ -174,9 +196,21 @@ def write_tasks(destination, tasks, per_class, archive, download_root):
             prefix = "" if layout[task][label] == (name,) else f"{name}_"
             for image in images[slot * n:(slot + 1) * n]:
                 write_image(image, folder, prefix)
+    scramble(destination, tasks, by_class, per_class["train"])
     if archive is not None:
         shutil.rmtree(everything)
     return origin
+
+
+def scramble(destination, tasks, by_class, n):
+    """The scrambled images of a layout: each class's training images n..2n-1 into the source task's
+    training split under a source label drawn at random, in class and number order."""
+    labels = sorted(LAYOUTS[tasks]["source"])
+    generator = np.random.default_rng(SCRAMBLE_SEED)
+    for name in SCRAMBLED.get(tasks, ()):
+        for image in by_class["train", name][n:2 * n]:
+            folder = destination / "source" / "train" / labels[generator.integers(len(labels))]
+            write_image(image, folder, f"{name}_")
 
 
 def write_image(image, folder, prefix):
