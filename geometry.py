@@ -35,8 +35,8 @@ from helper.geometry.calibration import PROBLEMS, calibrate
 from helper.geometry.information import noisy_information
 from helper.geometry.measures import measures
 from helper.geometry.report import describe, results_file_name, write_tensorboard
-from helper.precision import measurement_device
-from helper.results import add_selection_arguments, checkpoints_to_do, selected_checkpoints, store_result
+from helper.results import (add_selection_arguments, calibrate_or_measure, checkpoints_to_do, selected_checkpoints,
+                            store_result)
 from helper.run import tensorboard_writer
 from models import model_name
 
@@ -73,14 +73,9 @@ def parse_option(argv=None):
 
 def main(argv=None):
     args = parse_option(argv)
-    device = measurement_device(args.device, args.amp)
     if args.calibrate:
         args.rows = args.rows or 10000
-        return calibrate(args, device)
-    if not args.ckpt_path:
-        raise util.UserError("--ckpt_path is required (a run folder under save/model/ or a path), "
-                             "unless --calibrate is given")
-    return measure_checkpoints(args, device)
+    return calibrate_or_measure(args, calibrate, measure_checkpoints)
 
 
 def measure_checkpoints(args, device):

@@ -40,8 +40,7 @@ from helper.features import checkpoint_features, normalised_images
 from helper.mine.calibration import PROBLEMS, calibrate
 from helper.mine.heldout import EVAL_EVERY, HELDOUT_FRACTION, PATIENCE
 from helper.mine.report import PROTOCOLS, estimate, recorded_settings, report_checkpoint, results_file_name
-from helper.precision import measurement_device
-from helper.results import add_selection_arguments, checkpoints_to_do, selected_checkpoints
+from helper.results import add_selection_arguments, calibrate_or_measure, checkpoints_to_do, selected_checkpoints
 from helper.run import tensorboard_writer
 from models import model_name
 
@@ -125,14 +124,7 @@ def check_protocol_flags(parser, args):
 
 
 def main(argv=None):
-    args = parse_option(argv)
-    device = measurement_device(args.device, args.amp)
-    if args.calibrate:
-        return calibrate(args, device)
-    if not args.ckpt_path:
-        raise util.UserError("--ckpt_path is required (a run folder under save/model/ or a path), "
-                             "unless --calibrate is given")
-    return estimate_checkpoints(args, device)
+    return calibrate_or_measure(parse_option(argv), calibrate, estimate_checkpoints)
 
 
 # --------------------------------------------------------------------------- checkpoints

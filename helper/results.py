@@ -43,6 +43,18 @@ class Selection:
     epochs: set  # every selected epoch, all shards together: the rows a --force rerun replaces
 
 
+def calibrate_or_measure(args, calibrate, measure):
+    """The main of a per-checkpoint script with a --calibrate mode (mine.py, geometry.py): on the
+    chosen device, the calibration when asked for, else the selected checkpoints."""
+    from helper.precision import measurement_device
+    device = measurement_device(args.device, args.amp)
+    if args.calibrate:
+        return calibrate(args, device)
+    if not args.ckpt_path:
+        raise UserError("--ckpt_path is required (a run folder under save/model/ or a path), unless --calibrate is given")
+    return measure(args, device)
+
+
 def selected_checkpoints(ckpt_path, start_epoch, skip, shard=None):
     """The checkpoints --start_epoch/--skip select in the run folder, then the share of
     `shard` ('i/n') if given; j numbers all of them from 1, so every shard prints the same j."""
