@@ -30,7 +30,7 @@ import torch
 
 import util
 from dataset import canonical_name, dataset_info, dataset_tag, load_arrays
-from helper.features import checkpoint_features
+from helper.features import features_of_checkpoints, raise_for_failures
 from helper.geometry.calibration import PROBLEMS, calibrate
 from helper.geometry.information import noisy_information
 from helper.geometry.measures import measures
@@ -93,14 +93,8 @@ def measure_checkpoints(args, device):
     images, labels = evaluation_rows(args, info)
     writer = tensorboard_writer(selection.run_folder)
     failed = []
-    for _, epoch, path in todo:
-        started = time.time()
-        try:
-            features = checkpoint_features(args.model, path, source_classes, images, info, device, args.amp)
-        except util.UserError as err:
-            print(f"error: {err}", file=sys.stderr, flush=True)
-            failed.append(epoch)
-            continue
+    for epoch, path, features, started in features_of_checkpoints(todo, failed, args.model, source_classes, images,
+                                                                  info, device, args.amp):
         try:
             information = noisy_information(features, labels.to(device), args.noise, seed=args.seed)
         except ValueError:  # --noise is positive, so the features have no spread to scale the noise by
@@ -116,9 +110,7 @@ def measure_checkpoints(args, device):
         print("\n".join(describe(args.model, epoch, args.dataset, row)), flush=True)
         write_tensorboard(writer, tag, epoch, row)
     writer.close()
-    if failed:
-        raise util.UserError(f"{len(failed)} of {len(todo)} checkpoint(s) could not be measured "
-                             f"(epochs {', '.join(map(str, failed))}, see above); no result rows for them")
+    raise_for_failures(failed, len(todo), "measured")
 
 
 def evaluation_rows(args, info):

@@ -27,7 +27,7 @@ Two protocols (helper/mine/report.py says what each row holds):
 estimates problems of known MI (gaussian, cubic, classes) with the same critic and settings
 and prints estimate vs truth; bench/BENCHMARKS.md ("MINE: calibration ...") records such tables.
 """
-import sys
+import itertools
 import time
 from pathlib import Path
 
@@ -36,7 +36,7 @@ import torch
 import util
 from dataset import canonical_name, dataset_info, dataset_tag, load_arrays
 from helper.mine import critic
-from helper.features import checkpoint_features, normalised_images
+from helper.features import features_of_checkpoints, normalised_images, raise_for_failures
 from helper.mine.calibration import PROBLEMS, calibrate
 from helper.mine.heldout import EVAL_EVERY, HELDOUT_FRACTION, PATIENCE
 from helper.mine.report import PROTOCOLS, estimate, recorded_settings, report_checkpoint, results_file_name
@@ -153,23 +153,13 @@ def estimate_checkpoints(args, device):
         shared = torch.eye(info.num_classes, device=device)[torch.as_tensor(labels, device=device)]
     writer = tensorboard_writer(run_folder)
     failed = []
-    for group_start in range(0, len(todo), args.batch_ckpts):
-        group = []
-        for _, epoch, path in todo[group_start:group_start + args.batch_ckpts]:
-            started = time.time()
-            try:
-                features = checkpoint_features(args.model, path, source_classes, images, info, device, args.amp)
-            except util.UserError as err:
-                print(f"error: {err}", file=sys.stderr, flush=True)
-                failed.append(epoch)
-                continue
-            group.append((epoch, path, features, time.time() - started))
-        if group:
-            estimate_group(args, selection.run, group, shared, device, results_path, writer, tag)
+    checkpoints = features_of_checkpoints(todo, failed, args.model, source_classes, images, info, device, args.amp)
+    # Up to --batch_ckpts readable checkpoints at a time, their critics trained together.
+    while group := [(epoch, path, features, time.time() - started)
+                    for epoch, path, features, started in itertools.islice(checkpoints, args.batch_ckpts)]:
+        estimate_group(args, selection.run, group, shared, device, results_path, writer, tag)
     writer.close()
-    if failed:
-        raise util.UserError(f"{len(failed)} of {len(todo)} checkpoint(s) could not be estimated "
-                             f"(epochs {', '.join(map(str, failed))}, see above); no result rows for them")
+    raise_for_failures(failed, len(todo), "estimated")
 
 
 def check_batch_size(args, rows):

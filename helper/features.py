@@ -10,6 +10,9 @@ come back float32 either way.
 On a CPU, inference runs on a copy of the model with every BatchNorm that directly
 follows a convolution folded into that convolution (`feature_extractor`).
 """
+import sys
+import time
+
 import torch
 import torch.nn as nn
 from torch.fx.experimental.optimization import fuse as fold_conv_batchnorm
@@ -115,3 +118,25 @@ def checkpoint_features(model, path, source_classes, images_uint8, info, device,
     if not torch.isfinite(features).all():
         raise UserError(f"checkpoint {path} gives non-finite features on {info.name} (did its training diverge?)")
     return features
+
+
+def features_of_checkpoints(todo, failed, model, source_classes, images_uint8, info, device, amp=False):
+    """(epoch, path, features, start time) of each checkpoint of `todo` (checkpoints_to_do's rows) in
+    turn. One that cannot be read is named in one line on stderr, its epoch appended to `failed`,
+    and the others still measured; `raise_for_failures` ends the script once all are done."""
+    for _, epoch, path in todo:
+        started = time.time()
+        try:
+            features = checkpoint_features(model, path, source_classes, images_uint8, info, device, amp)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            failed.append(epoch)
+            continue
+        yield epoch, path, features, started
+
+
+def raise_for_failures(failed, total, verb):
+    """The one line (and non-zero exit) for checkpoints that gave no result rows."""
+    if failed:
+        raise UserError(f"{len(failed)} of {total} checkpoint(s) could not be {verb} "
+                        f"(epochs {', '.join(map(str, failed))}, see above); no result rows for them")

@@ -117,7 +117,7 @@ MUTATIONS = [
     M("MINE joint batch pairs different rows", "helper/mine/critic.py",
       "torch.cat((draws[0], draws[2]))", "torch.cat((draws[1], draws[2]))"),
     M("mine.py features in float32 under --amp", "mine.py",
-      "source_classes, images, info, device, args.amp)", "source_classes, images, info, device, False)"),
+      "source_classes, images, info, device, args.amp)\n", "source_classes, images, info, device, False)\n"),
     M("mine.py --eval_fraction 1 accepted", "mine.py", "0 <= args.eval_fraction < 1", "0 <= args.eval_fraction <= 1"),
     M("held-out protocol trains on the held-out rows too", "helper/mine/heldout.py",
       "training = CriticTraining(a, b, train_rows,", "training = CriticTraining(a, b, rows,"),

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import geometry
+import helper.features
 from dataset import dataset_info, load_arrays
 from helper.features import extract_features
 from helper.geometry.information import noisy_information
@@ -69,7 +70,7 @@ def recording(monkeypatch):
     """The images each checkpoint's features are extracted from, and the (features, labels)
     the information is computed from, as geometry.py passes them."""
     seen = {"images": [], "information": []}
-    extract, information = geometry.checkpoint_features, geometry.noisy_information
+    extract, information = helper.features.checkpoint_features, geometry.noisy_information
 
     def extract_recorded(model, path, source_classes, images, *args, **kwargs):
         seen["images"].append(np.array(images))
@@ -78,7 +79,7 @@ def recording(monkeypatch):
     def information_recorded(features, labels, *args, **kwargs):
         seen["information"].append((features.clone(), labels.clone(), args, kwargs))
         return information(features, labels, *args, **kwargs)
-    monkeypatch.setattr(geometry, "checkpoint_features", extract_recorded)
+    monkeypatch.setattr(helper.features, "checkpoint_features", extract_recorded)
     monkeypatch.setattr(geometry, "noisy_information", information_recorded)
     return seen
 
