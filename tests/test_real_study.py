@@ -149,6 +149,19 @@ def test_profiles_analyse_at_least_twelve_checkpoints_ending_at_the_last_epoch()
     assert [real_study.ctc_epochs(e) for e in (200, 48, 4)] == [300, 72, 6]  # the paper's 200 and 300
 
 
+def test_the_control_profile_is_the_cpu_design_on_the_scrambled_layout_with_fresh_seeds():
+    control, cpu = real_study.PROFILES["control"], real_study.PROFILES["cpu"]
+    assert (control.tasks, control.train_args, control.methods) == ("scrambled", "--aug mine", "vanilla")
+    # the checkpoints the power simulation assumes, and seeds other than seed 0, which chose the setting
+    assert (control.epochs, control.save_freq, control.model) == (cpu.epochs, cpu.save_freq, cpu.model)
+    assert len(control.seeds.split()) >= 4 and "0" not in control.seeds.split()
+    assert real_study.choose_profile({"STUDY_PROFILE": "control"}) == "control"
+    with pytest.raises(real_study.util.UserError, match="cpu, control or gpu"):
+        real_study.choose_profile({"STUDY_PROFILE": "fast"})
+    # METHODS="vanilla ctc" beside it: CTC's 72 epochs end on a checkpoint too
+    assert real_study.settings("control", {"METHODS": "vanilla ctc"}).methods == "vanilla ctc"
+
+
 def test_environment_overrides_sizes_and_refuses_nonsense():
     assert smoke(epochs="4", seeds="3 4 5").epochs == 4
     with pytest.raises(real_study.util.UserError, match="EPOCHS"):
