@@ -5,10 +5,7 @@ Three resnet8 checkpoints (random weights, 100 classes) of a fake CIFAR-100 run 
 estimated with a small critic for 50 iterations, so each run takes a second or two.
 """
 import math
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,6 +18,7 @@ from helper.results import read_results
 from helper.run import checkpoint_path
 from models import build_model
 from tests import fakedata
+from tests import warm_python
 from tests.conftest import ROOT
 
 RUN_NAME = "resnet8_cifar100_lr_0.05_trial_0_vanilla"
@@ -69,8 +67,7 @@ def tensorboard(workdir):
 
 
 def run_script(workdir, *args):
-    return subprocess.run([sys.executable, str(ROOT / "mine.py"), *args], cwd=workdir, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return warm_python.run([ROOT / "mine.py", *args], cwd=workdir)
 
 
 # --------------------------------------------------------------------------- command line

@@ -19,11 +19,10 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 
 import fakedata
-import pytest
 
+from tests import warm_python
 from tests.conftest import ROOT
 
 TINY = {"EPOCHS": "2", "CTC_EPOCHS": "2", "STAGE_TWO": "1", "SAVE_FREQ": "1", "START": "1", "SKIP": "1",
@@ -42,33 +41,16 @@ if [ -z "$RECORD_ONLY" ] || [ "$1" = "-c" ]; then exec "$REAL_PYTHON" "$WARM" ca
 WARM = ROOT / "tests/warm_python.py"
 
 
-@pytest.fixture
-def warm_socket():
-    """A warm Python server for the test's calls; its socket path (short: Unix sockets allow ~100 bytes)."""
-    folder = tempfile.mkdtemp(prefix="warm")
-    path = os.path.join(folder, "socket")
-    server = subprocess.Popen([sys.executable, str(WARM), "serve", path], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        assert server.stdout.readline().strip() == "ready"
-        yield path
-    finally:
-        server.kill()
-        server.wait()
-        os.remove(path)
-        os.rmdir(folder)
-
-
 def _results(folder):
     """Checksums of every checkpoint and result file the pipeline writes."""
     files = [p for p in (folder / "save/model").rglob("*") if p.suffix in (".pth", ".jsonl", ".csv")]
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def _run(folder, record_only, socket):
+def _run(folder, record_only):
     calls = folder / f"calls_{'rerun' if record_only else 'first'}.txt"
     env = {**os.environ, **TINY, "PYTHON": str(folder / "python"), "REAL_PYTHON": sys.executable,
-           "CALLS": str(calls), "RECORD_ONLY": "1" if record_only else "", "WARM": str(WARM), "SOCKET": socket}
+           "CALLS": str(calls), "RECORD_ONLY": "1" if record_only else "", "WARM": str(WARM), "SOCKET": warm_python.server_socket()}
     result = subprocess.run(["bash", str(ROOT / "scripts/run_paper.sh"), "resnet8"], cwd=folder, env=env,
                             capture_output=True, text=True, timeout=400)
     return result, [shlex.split(line) for line in calls.read_text().splitlines() if not line.startswith("-c ")]
@@ -81,12 +63,12 @@ def _by_script(calls):
     return scripts
 
 
-def test_run_paper_completes_and_a_rerun_resumes_the_trainings_and_asks_the_same_of_the_rest(tmp_path, warm_socket):
+def test_run_paper_completes_and_a_rerun_resumes_the_trainings_and_asks_the_same_of_the_rest(tmp_path):
     fakedata.write_cifar100(tmp_path / "data", n_train=64, n_test=32)
     fakedata.write_image_folder(tmp_path / "data/CINIC-10", fakedata.CINIC10_CLASSES, 2, seed=1)
     (tmp_path / "python").write_text(RECORDER)
     (tmp_path / "python").chmod(0o755)
-    first, first_calls = _run(tmp_path, record_only=False, socket=warm_socket)
+    first, first_calls = _run(tmp_path, record_only=False)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     written = _results(tmp_path)
     # --note in TRAIN_ARGS renames both run folders: transfer and MINE must follow them there.
@@ -101,7 +83,7 @@ def test_run_paper_completes_and_a_rerun_resumes_the_trainings_and_asks_the_same
     logs = {p.name for p in (tmp_path / "save/logs/resnet8").iterdir()}
     assert "train_vanilla.log" in logs and "plot.log" in logs and len(logs) == 17
 
-    second, second_calls = _run(tmp_path, record_only=True, socket=warm_socket)
+    second, second_calls = _run(tmp_path, record_only=True)
     assert second.returncode == 0, second.stderr[-3000:]
     assert _results(tmp_path) == written  # the pipeline itself deletes or rewrites nothing
     first_scripts, second_scripts = _by_script(first_calls), _by_script(second_calls)

@@ -5,8 +5,6 @@ Every expected number below is worked out by hand from the literal rows written 
 import contextlib
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from matplotlib import colors as mcolors
 from matplotlib import image as mimage
 
 from scripts import plot_tradeoff
+from tests import warm_python
 
 ROOT = Path(__file__).resolve().parents[1]
 VANILLA = "resnet8_cifar100_lr_0.05_trial_0_vanilla"
@@ -257,8 +256,7 @@ def test_folder_without_results_is_one_line_error(tmp_path, capsys):
 
 
 def test_unknown_folder_from_the_command_line(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_tradeoff.py"), "no_such_run"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = warm_python.run([ROOT / "scripts" / "plot_tradeoff.py", "no_such_run"], cwd=tmp_path, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "'no_such_run' not found" in result.stderr
     assert not (tmp_path / "tradeoff.png").exists()

@@ -2,8 +2,6 @@
 import csv
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,6 +11,7 @@ import train_vanilla
 import util
 from helper.loops import EpochMeters, StepOutput, vanilla_lr
 from helper.run import model_folder, tensorboard_writer
+from tests import warm_python
 from tests.conftest import ROOT
 
 RUN = "save/model/resnet8_cifar100_lr_0.05_trial_0_vanilla"
@@ -79,8 +78,7 @@ def test_resume_refuses_other_settings_and_accepts_other_execution_flags(cifar_d
 
 
 def _run_script(args, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "train_vanilla.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return warm_python.run([ROOT / "train_vanilla.py", *args], cwd=cwd, timeout=120)
 
 
 def test_missing_data_and_nothing_to_resume_give_one_line(tmp_path, cifar_dir):

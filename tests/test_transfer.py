@@ -6,10 +6,7 @@ CIFAR-10 for 2 target epochs, so every run takes well under a second.
 """
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -25,6 +22,7 @@ from helper import transfer as probes
 from helper.features import extract_features
 from models import build_model
 from tests import fakedata
+from tests import warm_python
 from tests.conftest import ROOT
 
 RUN_NAME = "resnet8_cifar100_lr_0.05_trial_0_vanilla"
@@ -153,9 +151,7 @@ def test_one_results_file_keeps_targets_and_protocols_apart(workdir, capsys):
 def test_a_corrupt_checkpoint_is_named_the_others_still_run_and_the_exit_is_non_zero(workdir):
     corrupt = checkpoint_path(workdir / "save" / "model" / RUN_NAME, 4)
     corrupt.write_bytes(b"PK\x03\x04 not really a zip file")
-    done = subprocess.run([sys.executable, str(ROOT / "transfer.py"), *TINY, "--protocol", "frozen"],
-                          cwd=workdir, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = warm_python.run([ROOT / "transfer.py", *TINY, "--protocol", "frozen"], cwd=workdir, timeout=120)
     assert done.returncode != 0
     assert done.stderr.count(corrupt.name) == 1
     assert "Traceback" not in done.stderr

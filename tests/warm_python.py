@@ -2,6 +2,7 @@
 
     python tests/warm_python.py serve SOCKET          # imports once, then forks a child per call
     python tests/warm_python.py call SOCKET ARGS...   # runs `python ARGS...` in such a child
+    warm_python.run([SCRIPT, ARGS...], cwd=...)       # from a test: subprocess.run's answer, one server a session
 
 A call behaves as `python ARGS...` would from the caller's shell: the child takes the caller's
 working directory, environment, stdin, stdout and stderr (passed over the Unix socket), runs the
@@ -9,12 +10,15 @@ script as __main__ (or `-c CODE`), and the caller exits with the child's exit st
 is still a process of its own; what it saves is importing torch again (about 3 s of CPU a call
 on 2 cores). The server handles one call at a time, as a shell script calls them.
 """
+import atexit
 import json
 import os
 import runpy
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -105,6 +109,38 @@ def call(path, argv):
         while chunk := connection.recv(16):
             answer += chunk
     return int(answer or b"1")
+
+
+_server = {}
+
+
+def server_socket():
+    """The socket of this test session's server, started on first use and stopped at exit."""
+    if not _server:
+        folder = tempfile.mkdtemp(prefix="warm")  # short: a Unix socket's path allows ~100 bytes
+        path = os.path.join(folder, "socket")
+        process = subprocess.Popen([sys.executable, __file__, "serve", path], stdout=subprocess.PIPE, text=True,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the warm Python server did not start")
+
+        def stop():
+            process.kill()
+            process.wait()
+            for name in (path, folder):
+                if os.path.exists(name):
+                    (os.remove if name == path else os.rmdir)(name)
+        atexit.register(stop)
+        _server.update(path=path)
+    return _server["path"]
+
+
+def run(argv, cwd, env=None, timeout=300):
+    """`python ARGV` in a child of the warm server, as subprocess.run(capture_output=True, text=True)
+    answers it; ENV is added to this process's environment (with OMP_NUM_THREADS=1)."""
+    return subprocess.run([sys.executable, __file__, "call", server_socket(), *map(str, argv)], cwd=cwd,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 if __name__ == "__main__":
