@@ -408,3 +408,18 @@ def test_the_series_use_the_epochs_every_seed_has():
     assert epochs == [2, 4, 6] and curves == [[50.0, 60.0, 40.0], [54.0, 56.0, 50.0]]
     numbers = study_report.late_drop_numbers([done, partial], lambda run: run.curve("train_bn"))
     assert numbers["middle"] == [4] and numbers["last"] == [6] and numbers["drop"].values == [20.0, 6.0]
+
+
+def test_the_curves_record_holds_each_runs_numbers_at_each_checkpoint(tmp_path):
+    from scripts import study_curves
+    run = tmp_path / "study/save/model/resnet8_s0"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("epoch,train_top1,test_top1\n1,10.0,9.0\n2,20.123,19.5\n")
+    (run / "transfer_folder-target_adabn.jsonl").write_text(
+        json.dumps({"epoch": 2, "best_acc": 0.6125, "final_acc": 0.6}) + "\n")
+    (run / "geometry_folder-target.jsonl").write_text(json.dumps({"epoch": 2, "information": [
+        {"noise": 0.25, "i_xt": 9.0, "i_ty": 9.0}, {"noise": 0.5, "i_xt": 1.23456, "i_ty": 0.5}]}) + "\n")
+    study_curves.main(str(tmp_path / "study"), str(tmp_path / "curves.tsv"))
+    lines = (tmp_path / "curves.tsv").read_text().splitlines()
+    assert lines[1].split("\t") == study_curves.HEADER
+    assert lines[2:] == ["\t".join(["resnet8_s0", "2", "20.12", "19.5", "61.25", "60.0", "1.2346", "0.5"])]
